@@ -1,0 +1,131 @@
+"""Command line: ``python -m tracer_core <command>``.
+
+    train --preset NAME [--set key=value ...] [--json]   fine-tune; runs land in the run store
+    presets                                             list presets
+    pretrain [...]                                      pretrain the embedded tiny CLIP (see pretrain.py)
+    runs / show / export / delete                       the run store (tracer_core/store/cli.py)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from .config import ConfigError, apply_overrides, list_presets, load_config_file, load_preset, preset_description
+
+
+def _progress_hooks(total: int, quiet: bool):
+    from tqdm import tqdm
+
+    from .training.hooks import Hooks
+
+    class Progress(Hooks):
+        def __init__(self):
+            self.bar = tqdm(total=total, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+        def on_step(self, step, scalars):
+            self.bar.update(1)
+            kl = scalars.get(("teacher_student_kl", "combined"))
+            post = {"loss": f"{scalars[('loss', 'total')]:.3f}"}
+            if kl is not None:
+                post["kl"] = f"{kl:.4f}"
+            self.bar.set_postfix(post, refresh=False)
+
+        def on_eval(self, report):
+            accs = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in report.metrics.items())
+            self.bar.write(f"eval @ step {report.step}: {accs}")
+
+        def on_end(self, summary):
+            self.bar.close()
+
+    return Progress()
+
+
+def _store_writer(cfg, args):
+    if args.no_store:
+        return None
+    try:
+        from .store.writer import RunWriter
+    except ImportError:   # the store is optional for the bare training path
+        return None
+    return RunWriter.create(cfg)
+
+
+def cmd_train(args) -> int:
+    from .training import HookList, run
+
+    cfg = load_config_file(args.config, args.set) if args.config else load_preset(args.preset, args.set)
+    writer = _store_writer(cfg, args)
+    hooks = HookList([_progress_hooks(cfg.train.steps, args.json or args.quiet), writer])
+    out_dir = args.out or (str(writer.run_dir) if writer is not None else None)
+    summary = run(cfg, hooks, output_dir=out_dir)
+    result = {"run_id": getattr(writer, "run_id", None), "status": summary.status, "steps": summary.steps,
+              "wall_time_s": round(summary.wall_time_s, 3), "steps_per_s": round(summary.steps_per_s, 3),
+              "final_eval": summary.final_eval, "summaries": summary.summaries, "checkpoint": summary.checkpoint}
+    if args.json:
+        print(json.dumps(result, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
+    else:
+        _print_human(result)
+    return 0 if summary.status == "done" else 1
+
+
+def _print_human(result: dict) -> None:
+    print(f"run {result['run_id'] or '(not stored)'}: {result['status']}, {result['steps']} steps in "
+          f"{result['wall_time_s']:.1f} s ({result['steps_per_s']:.2f} steps/s)")
+    for name, metrics in result["final_eval"].items():
+        print(f"  {name:<18} acc {metrics['accuracy']:.3f}  ece {metrics['ece']:.3f}")
+    kl = result["summaries"].get("teacher_student_kl/combined")
+    if kl:
+        print("  KL(teacher||student) combined: " + ", ".join(
+            f"{k} {v:.4g}" if v is not None else f"{k} -" for k, v in kl.items()))
+
+
+def cmd_presets(args) -> int:
+    for name in list_presets():
+        print(f"{name:<14} {preset_description(name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tracer_core", description="TRACER Studio command line")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="fine-tune a model (lands in the run store)")
+    src = t.add_mutually_exclusive_group()
+    src.add_argument("--preset", default="tracer", help="preset name (see `presets`)")
+    src.add_argument("--config", help="a full RunConfig JSON file instead of a preset")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set teacher.beta=0.3 (repeatable)")
+    t.add_argument("--json", action="store_true", help="print one JSON object with the results at the end")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-store", action="store_true", help="do not write the run to the run store")
+    t.add_argument("--out", help="folder for checkpoints (default: the run's folder in the store)")
+    t.set_defaults(func=cmd_train)
+    sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
+    _add_optional_commands(sub)
+    return p
+
+
+def _add_optional_commands(sub) -> None:
+    try:
+        from .store.cli import add_store_commands
+        add_store_commands(sub)
+    except ImportError:
+        pass
+    try:
+        from .pretrain import add_pretrain_command
+        add_pretrain_command(sub)
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

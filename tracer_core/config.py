@@ -1,0 +1,315 @@
+"""Run configuration as data: frozen dataclasses, named JSON presets, dotted overrides.
+
+Torch-free on purpose (``tracer_core.api`` imports it and must stay fast to import).
+
+A run is fully described by one :class:`RunConfig`. Presets in ``tracer_core/configs/*.json`` are
+*partial* dictionaries laid over the defaults below; overrides such as ``teacher.beta=0.3`` are applied
+last. Unknown keys and values of the wrong type are rejected with a message that names the key.
+Defaults are the embedded default scenario (tiny CLIP on handwritten digits, CPU, minutes); the
+numerics follow ``shared/reference/tracer_algorithm.md`` (sections cited per field).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+TEACHER_KINDS = ("none", "frozen", "ema", "wma")
+METHODS = ("zeroshot", "ft", "lp", "lpft", "flyp", "l2sp", "carot", "tracer", "ft2b", "grace")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message says which and why."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # open_clip architecture name (e.g. "ViT-B-16") or a built-in tiny config ("tiny-vit").
+    name: str = "tiny-vit"
+    # "embedded" = the checkpoint shipped in data/; "" or "none" = random init; an open_clip
+    # pretrained tag (e.g. "openai", "laion400m_e32"); or a path to a local checkpoint file.
+    pretrained: str = "embedded"
+    # Where open_clip looks for (already downloaded) weights; empty = open_clip's default.
+    cache_dir: str = ""
+
+    def validate(self) -> None:
+        _check(bool(self.name), "model.name must not be empty")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # Registered dataset name ("mnist", "synthetic", ...) or "imagefolder"/"csv" with `path`.
+    train_set: str = "mnist"
+    path: str = ""
+    eval_sets: tuple[str, ...] = ("mnist", "colored_mnist", "corrupted_mnist", "sklearn_digits", "heldout_fonts")
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    max_eval_samples: int = 1000   # per eval set; keeps periodic evaluation cheap on CPU
+    seed: int = 0                  # data seed (splits, synthetic worlds); the train seed is train.seed
+
+    def validate(self) -> None:
+        _check(self.batch_size >= 2, f"data.batch_size must be >= 2 for a contrastive batch, got {self.batch_size}")
+        _check(self.eval_batch_size >= 1, "data.eval_batch_size must be >= 1")
+        _check(self.max_eval_samples >= 1, "data.max_eval_samples must be >= 1")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    # §4.1/§4.2: lambda_sd multiplies either the basic bidirectional SD (all alphas 0) or sum_k alpha_k L_k.
+    lambda_sd: float = 0.0
+    distill_temperature: float = 1.0
+    alpha_crd: float = 0.0
+    alpha_fd: float = 0.0
+    alpha_icl: float = 0.0
+    alpha_cross_kd: float = 0.0
+    # §1.3: lambda_F ||W_v W_t^T||_F and lambda_OC ||W_v^T W_v - I||_F (plain, non-squared norms).
+    lambda_f: float = 0.0
+    lambda_oc: float = 0.0
+    # L2-SP: lambda_l2sp * ||theta - theta_0||^2 (peer_methods.md).
+    lambda_l2sp: float = 0.0
+    label_smoothing: float = 0.0
+
+    def validate(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            _check(v >= 0, f"loss.{f.name} must be >= 0, got {v}")
+        _check(self.distill_temperature > 0, "loss.distill_temperature must be > 0")
+        _check(self.label_smoothing < 1, "loss.label_smoothing must be < 1")
+
+    @property
+    def any_alpha(self) -> bool:
+        return any(a > 0 for a in (self.alpha_crd, self.alpha_fd, self.alpha_icl, self.alpha_cross_kd))
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    kind: str = "none"          # none | frozen | ema | wma
+    beta: float = 0.5           # WMA Beta(beta, beta) kernel (§2)
+    # Update gating (§2, §3.1, pitfall P4): f > 0 updates when step % f == 0 (WMA also at the last step);
+    # f <= 0 means the spec's default: WMA every step, EMA every 500 steps.
+    update_every: int = 1
+    momentum_start: float = 0.05   # EMA m_src (weight on the *old* teacher)
+    momentum_end: float = 0.9      # EMA m_tar
+    momentum_warmup: float = 0.2   # fraction of total steps for the linear warm-up of m
+    average_buffers: bool = False  # the reference averages parameters only (P3)
+
+    def validate(self) -> None:
+        _check(self.kind in TEACHER_KINDS, f"teacher.kind must be one of {TEACHER_KINDS}, got {self.kind!r}")
+        _check(self.beta > 0, f"teacher.beta must be > 0, got {self.beta}")
+        for name in ("momentum_start", "momentum_end", "momentum_warmup"):
+            v = getattr(self, name)
+            _check(0.0 <= v <= 1.0, f"teacher.{name} must be in [0, 1], got {v}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    warmup_steps: int = 30     # §6: lr(s) = base (s+1)/W for s < W
+    min_lr: float = 0.0        # §6: *added* to the cosine, not interpolated
+    max_grad_norm: float = 0.0     # §6 g_0; 0 = no clipping (all TRACER/EMA scripts)
+    grad_norm_multiplier: float = 1.0  # g_1 = g_0 * multiplier (cosine rise)
+
+    def validate(self) -> None:
+        _check(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1/beta2 must be in [0, 1)")
+        _check(self.eps > 0, "optim.eps must be > 0")
+        _check(self.warmup_steps >= 0, "optim.warmup_steps must be >= 0")
+        _check(self.min_lr >= 0, "optim.min_lr must be >= 0")
+        _check(self.max_grad_norm >= 0, "optim.max_grad_norm must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300
+    seed: int = 0
+    device: str = "auto"        # auto | cpu | cuda | cuda:N
+    precision: str = "auto"     # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    freeze_text: bool = False   # §6 --freeze_text_encoder
+    trainable_layers: int = -1  # §6: -1 = all; N = last N residual blocks of each tower
+    eval_every: int = 0         # evaluate every N steps (0 = only at the end)
+    eval_at_start: bool = True  # zero-shot evaluation at step 0 (the pretrained model)
+    checkpoint_every: int = 0   # 0 = only at the end (when an output dir is given)
+    threads: int = 0            # torch intra-op threads; 0 = leave torch's default
+
+    def validate(self) -> None:
+        _check(self.steps >= 1, f"train.steps must be >= 1, got {self.steps}")
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+               f"train.device must be auto, cpu or cuda[:N], got {self.device!r}")
+        _check(self.precision in ("auto", "fp32", "bf16"), f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        _check(self.trainable_layers >= -1, "train.trainable_layers must be >= -1")
+        for name in ("eval_every", "checkpoint_every", "threads"):
+            _check(getattr(self, name) >= 0, f"train.{name} must be >= 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = ""
+    preset: str = ""
+    method: str = "flyp"
+    tags: tuple[str, ...] = ()
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}")
+        for sub in (self.model, self.data, self.loss, self.teacher, self.optim, self.train):
+            sub.validate()
+        _check(not (self.loss.lambda_sd > 0 and self.teacher.kind == "none"),
+               "loss.lambda_sd > 0 needs a teacher: set teacher.kind to frozen, ema or wma")
+
+    # -- conversion -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
+        return _build(cls, d, prefix="")
+
+    def replace(self, **overrides: Any) -> "RunConfig":
+        """Dotted-key replacement with type checking: ``cfg.replace(**{"teacher.beta": 0.3})``."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            _set_dotted(d, key, value, parse_strings=False)
+        return RunConfig.from_dict(d)
+
+
+# -- building dataclasses from dicts with strict checks -------------------------------------------
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        _check(isinstance(value, (list, tuple)), f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item_tp, _) = typing.get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{key}[]") for v in value)
+    if tp is bool:
+        _check(isinstance(value, bool), f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported field type {tp}")
+
+
+def _build(cls: type, d: Mapping[str, Any], prefix: str) -> Any:
+    _check(isinstance(d, Mapping), f"{prefix or 'config'}: expected an object, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(names)})"
+            raise ConfigError(f"unknown config key {full!r}{hint}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, prefix=f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, tp, full)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # pragma: no cover - defensive, keys are checked above
+        raise ConfigError(str(e)) from None
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value: JSON literal if it parses (1, 0.5, true, [1,2], "x"), else the raw string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if "," in text:
+            return [t.strip() for t in text.split(",") if t.strip()]
+        return text
+
+
+def _set_dotted(d: dict, key: str, value: Any, parse_strings: bool) -> None:
+    parts = key.split(".")
+    node = d
+    for i, p in enumerate(parts[:-1]):
+        _check(isinstance(node.get(p), dict), f"unknown config section {'.'.join(parts[:i + 1])!r} in {key!r}")
+        node = node[p]
+    leaf = parts[-1]
+    if leaf not in node:
+        close = difflib.get_close_matches(leaf, list(node), n=1)
+        hint = f" (did you mean {'.'.join(parts[:-1] + [close[0]])}?)" if close else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}")
+    if parse_strings and isinstance(value, str):
+        value = parse_value(value)
+        # a string field should keep a numeric-looking string as a string ("name=123")
+        if isinstance(node[leaf], str) and not isinstance(value, str):
+            value = json.dumps(value) if not isinstance(value, list) else ",".join(map(str, value))
+        if isinstance(node[leaf], list) and not isinstance(value, list):
+            value = [value]
+    node[leaf] = value
+
+
+def apply_overrides(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
+    """Apply ``key=value`` strings (``teacher.beta=0.3``); values are parsed as JSON where possible."""
+    d = cfg.to_dict()
+    for item in overrides:
+        _check("=" in item, f"override {item!r} must look like key=value (e.g. teacher.beta=0.3)")
+        key, text = item.split("=", 1)
+        _set_dotted(d, key.strip(), text.strip(), parse_strings=True)
+    return RunConfig.from_dict(d)
+
+
+# -- presets -----------------------------------------------------------------------------------
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def preset_description(name: str) -> str:
+    return str(_read_preset(name).get("_description", ""))
+
+
+def _read_preset(name: str) -> dict[str, Any]:
+    path = PRESET_DIR / f"{name}.json"
+    if not path.exists():
+        close = difflib.get_close_matches(name, list_presets(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown preset {name!r}{hint}; available: {', '.join(list_presets())}")
+    return json.loads(path.read_text())
+
+
+def load_preset(name: str, overrides: Sequence[str] = ()) -> RunConfig:
+    """Defaults, then the preset's partial dict, then the dotted overrides."""
+    raw = {k: v for k, v in _read_preset(name).items() if not k.startswith("_")}
+    raw.setdefault("preset", name)
+    raw.setdefault("name", name)
+    cfg = RunConfig.from_dict(raw)
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def load_config_file(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    cfg = RunConfig.from_dict(json.loads(Path(path).read_text()))
+    return apply_overrides(cfg, overrides) if overrides else cfg

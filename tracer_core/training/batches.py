@@ -1,0 +1,47 @@
+"""Endless seeded batches of (images, caption tokens, labels) for FLYP-style fine-tuning.
+
+Captions are one randomly chosen class-prompt template per image (the FLYP CSV holds one row per
+(image, template), so a random row is a random template), or the dataset's own caption when it has one.
+Same-class pairs in a batch stay negatives, as in the reference.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from ..methods.base import Batch
+
+
+def _template_tokens(dataset, tokenizer) -> torch.Tensor:
+    """(C, T, L) tokens of every template filled with every class name; tokenised once."""
+    texts = [t.format(c) for c in dataset.classnames for t in dataset.templates]
+    tok = tokenizer(texts)
+    return tok.view(len(dataset.classnames), len(dataset.templates), -1)
+
+
+def batch_iterator(dataset, tokenizer, batch_size: int, seed: int, device) -> Iterator[Batch]:
+    """Reshuffle every epoch with a seeded generator; drop the last partial batch (a contrastive
+    batch needs >= 2 pairs and constant B keeps the per-step statistics comparable)."""
+    gen = torch.Generator().manual_seed(seed)
+    n = len(dataset)
+    if n < batch_size:
+        raise ValueError(f"dataset {dataset.name!r} has {n} samples, fewer than batch_size={batch_size}")
+    tensors = dataset.tensors()
+    table = _template_tokens(dataset, tokenizer) if dataset.captions is None else None
+    while True:
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = order[start:start + batch_size]
+            if tensors is not None:
+                images, labels = tensors[0][idx], tensors[1][idx]
+            else:
+                items = [dataset[int(i)] for i in idx]
+                images = torch.stack([im for im, _ in items])
+                labels = torch.tensor([lab for _, lab in items], dtype=torch.long)
+            if table is not None:
+                t_idx = torch.randint(table.shape[1], (batch_size,), generator=gen)
+                tokens = table[labels, t_idx]                                   # (B, L)
+            else:
+                tokens = tokenizer([dataset.captions[int(i)] for i in idx])
+            yield Batch(images.to(device, non_blocking=True), tokens.to(device), labels.to(device))

@@ -1,0 +1,62 @@
+"""Zero-shot / head evaluation on the ID and OOD sets: accuracy and calibration per set (spec §7)."""
+from __future__ import annotations
+
+import torch
+
+from ..metrics.calibration import CalibrationAccumulator
+from ..models.zeroshot import class_text_embeddings, zero_shot_logits
+from .hooks import EvalReport
+
+
+def _bin_rows(bins: dict, model_name: str) -> list[dict[str, float]]:
+    rows = []
+    for i in range(len(bins["count"])):
+        rows.append({"model": model_name, "bin": i, "lo": float(bins["lo"][i]), "hi": float(bins["hi"][i]),
+                     "count": float(bins["count"][i]), "mean_confidence": float(bins["mean_confidence"][i]),
+                     "accuracy": float(bins["accuracy"][i])})
+    return rows
+
+
+@torch.no_grad()
+def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None, autocast=None) -> dict:
+    """Accuracy, ECE (global and batch-averaged), MCE, NLL, Brier and reliability bins of one model on
+    one set. ``head`` (nn.Module features->logits) replaces the zero-shot text head when given."""
+    was_training = model.training
+    model.eval()
+    acc = CalibrationAccumulator(n_bins=10, input_type="logits")
+    with (autocast or torch.autocast("cpu", enabled=False)):
+        class_emb = None if head is not None else class_text_embeddings(
+            model, tokenizer, dataset.classnames, dataset.templates)          # (C, d)
+        tensors = dataset.tensors()
+        n = len(dataset)
+        for start in range(0, n, batch_size):
+            if tensors is not None:
+                images, labels = tensors[0][start:start + batch_size], tensors[1][start:start + batch_size]
+            else:
+                items = [dataset[i] for i in range(start, min(start + batch_size, n))]
+                images = torch.stack([im for im, _ in items])
+                labels = torch.tensor([lab for _, lab in items])
+            feats = model.encode_image(images.to(device))                     # (b, d) unit rows
+            logits = head(feats) if head is not None else zero_shot_logits(feats, class_emb, model.logit_scale)
+            acc.update(logits.float().cpu(), labels)
+    model.train(was_training)
+    res = acc.compute()
+    metrics = {"accuracy": res["accuracy"], "ece": res["ece"], "ece_batch": res["batch_averaged_ece"],
+               "mce": res["mce"], "nll": res["nll"], "brier": res["brier"]}
+    return {"metrics": metrics, "bins": res["bins"]}
+
+
+def evaluate_sets(step: int, student, tokenizer, eval_sets: dict, batch_size: int, device,
+                  method=None, teacher=None, autocast=None) -> EvalReport:
+    """Evaluate the student (and the teacher, when given) on every eval set -> one EvalReport."""
+    report = EvalReport(step=step)
+    for name, ds in eval_sets.items():
+        head = method.classifier_head(ds.classnames) if method is not None else None
+        res = evaluate_model(student, tokenizer, ds, batch_size, device, head=head, autocast=autocast)
+        report.metrics[name] = dict(res["metrics"])
+        report.reliability[name] = _bin_rows(res["bins"], "student")
+        if teacher is not None:
+            t_res = evaluate_model(teacher.module, tokenizer, ds, batch_size, device, autocast=autocast)
+            report.metrics[name].update({f"teacher_{k}": v for k, v in t_res["metrics"].items()})
+            report.reliability[name] += _bin_rows(t_res["bins"], "teacher")
+    return report

@@ -1,0 +1,126 @@
+"""The training loop: read it top to bottom (spec §1.4 pseudo-code, §6 optimiser).
+
+    for s in 0..T-1: set lr(s) -> batch -> method terms (student fwd, teacher fwd for s > 0, stats)
+                     -> backward -> optional clip -> AdamW step -> teacher.update(student, s) -> hooks
+
+It reports only through hooks; it never touches the run store.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..losses import total_loss
+from ..metrics.summaries import summarize
+from ..metrics.teacher_stats import split_stat_key
+from .checkpoint import save_checkpoint
+from .evaluate import evaluate_sets
+from .hooks import Hooks, RunInfo, RunSummary
+from .schedule import cosine_lr, grad_clip_norm
+from .setup import Parts, build_parts
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says at which step and why."""
+
+
+def _step_scalars(terms, stats, loss, lr, grad_norm, parts: Parts, dt: float) -> dict:
+    scalars = {("loss", "total"): float(loss), ("lr", ""): lr, ("step_time", ""): dt,
+               ("logit_scale", ""): float(parts.student.logit_scale.detach())}
+    scalars.update({("loss", k): float(v.detach()) for k, v in terms.items()})
+    if grad_norm is not None:
+        scalars[("grad_norm", "")] = float(grad_norm)
+    if parts.teacher is not None:
+        scalars[("teacher_weight", "")] = parts.teacher.last_weight
+    for key, value in stats.items():
+        scalars[split_stat_key(key) if key.startswith(("teacher_", "student_")) else (key, "")] = value
+    return scalars
+
+
+def _train_step(parts: Parts, step: int, cfg: RunConfig):
+    """One optimisation step; returns (terms, stats, loss, lr, grad_norm)."""
+    lr = cosine_lr(step, cfg.optim.lr, cfg.optim.warmup_steps, parts.total_steps, cfg.optim.min_lr)
+    for group in parts.optimizer.param_groups:
+        group["lr"] = lr
+    batch = next(parts.batches)
+    with parts.autocast():
+        out = parts.method.step(batch, step, parts.teacher)
+        loss = total_loss(out.terms)
+    if not torch.isfinite(loss):
+        bad = {k: float(v) for k, v in out.terms.items()}
+        raise TrainingError(f"non-finite loss at step {step}: {bad}. Lower optim.lr or check the data.")
+    parts.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    clip = grad_clip_norm(step, cfg.optim.max_grad_norm, cfg.optim.grad_norm_multiplier, parts.total_steps)
+    grad_norm = torch.nn.utils.clip_grad_norm_(parts.params, clip) if clip > 0 else None
+    parts.optimizer.step()
+    if parts.teacher is not None:
+        parts.teacher.update(parts.student, step)     # after the optimizer step: absorbs theta_{s+1}
+    return out.terms, out.stats, loss.detach(), lr, grad_norm
+
+
+def _evaluate(parts: Parts, step: int, final: bool):
+    return evaluate_sets(step, parts.student, parts.tokenizer, parts.eval_sets, parts.cfg.data.eval_batch_size,
+                         parts.device, method=parts.method, teacher=parts.teacher if final else None,
+                         autocast=parts.autocast())
+
+
+def _checkpoint(parts: Parts, output_dir, step: int, hooks: Hooks) -> str:
+    path = save_checkpoint(Path(output_dir) / "checkpoints" / f"step_{step:06d}.pt", student=parts.student,
+                           teacher=parts.teacher, method=parts.method, optimizer=parts.optimizer, step=step,
+                           config=parts.cfg.to_dict())
+    hooks.on_checkpoint(step, str(path))
+    return str(path)
+
+
+def run(config: RunConfig, hooks: Hooks | None = None, *, output_dir: str | Path | None = None) -> RunSummary:
+    """Fine-tune according to ``config``; report through ``hooks``; return the run summary."""
+    hooks = hooks or Hooks()
+    parts = build_parts(config)
+    hooks.on_start(RunInfo(config.to_dict(), parts.total_steps, str(parts.device), parts.precision,
+                           parts.n_params, parts.n_trainable, parts.versions))
+    series: dict[tuple[str, str], list] = defaultdict(list)    # teacher statistics kept for the summaries
+    status, error, step_done, ckpt, t0 = "done", "", 0, "", time.perf_counter()
+    try:
+        if config.train.eval_at_start or not parts.method.trains:
+            hooks.on_eval(_evaluate(parts, 0, final=not parts.method.trains))
+        for step in range(parts.total_steps if parts.method.trains else 0):
+            t_step = time.perf_counter()
+            terms, stats, loss, lr, grad_norm = _train_step(parts, step, config)
+            scalars = _step_scalars(terms, stats, loss, lr, grad_norm, parts, time.perf_counter() - t_step)
+            hooks.on_step(step, scalars)
+            for key in stats:
+                series[split_stat_key(key)].append((step, stats[key]))
+            step_done = step + 1
+            if config.train.eval_every and step_done % config.train.eval_every == 0 and step_done < parts.total_steps:
+                hooks.on_eval(_evaluate(parts, step_done, final=False))
+            if output_dir and config.train.checkpoint_every and step_done % config.train.checkpoint_every == 0:
+                ckpt = _checkpoint(parts, output_dir, step_done, hooks)
+            if hooks.should_stop():
+                status = "cancelled"
+                break
+        final = _evaluate(parts, step_done, final=True) if parts.method.trains else None
+        if final is not None:
+            hooks.on_eval(final)
+        if output_dir and parts.method.trains:
+            ckpt = _checkpoint(parts, output_dir, step_done, hooks)
+    except BaseException as e:   # KeyboardInterrupt too: the run still ends with a status
+        status, error = "failed", f"{type(e).__name__}: {e}"
+        hooks.on_end(_summary(status, step_done, t0, None, series, error, ckpt))
+        raise
+    summary = _summary(status, step_done, t0, final, series, error, ckpt)
+    hooks.on_end(summary)
+    return summary
+
+
+def _summary(status, steps, t0, final, series, error, ckpt) -> RunSummary:
+    wall = time.perf_counter() - t0
+    summaries = {f"{n}/{c}": summarize([s for s, _ in pts], [v for _, v in pts]) for (n, c), pts in series.items()}
+    return RunSummary(status=status, steps=steps, wall_time_s=wall, steps_per_s=steps / wall if wall > 0 else math.nan,
+                      final_eval=final.metrics if final is not None else {}, summaries=summaries, error=error,
+                      checkpoint=ckpt)

@@ -1,0 +1,92 @@
+"""Assemble what a run needs from its config: device, seeded model, teacher, data, method, optimizer."""
+from __future__ import annotations
+
+import contextlib
+import platform
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..data import load_dataset
+from ..methods import MethodContext, create_method
+from ..models import apply_layer_freezing, build_model, count_parameters
+from ..teachers import teacher_from_config
+from .batches import batch_iterator
+
+
+@dataclass
+class Parts:
+    cfg: RunConfig
+    device: torch.device
+    precision: str
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    student: torch.nn.Module
+    tokenizer: object
+    teacher: object
+    method: object
+    optimizer: torch.optim.Optimizer
+    params: list
+    batches: Iterator
+    eval_sets: dict
+    total_steps: int
+    n_params: int = 0
+    n_trainable: int = 0
+    versions: dict = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but no CUDA device is available; use train.device=cpu")
+    return torch.device(name)
+
+
+def make_autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA by default, fp32 on CPU (weights always stay fp32)."""
+    resolved = precision if precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    if resolved == "bf16":
+        return resolved, lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return resolved, contextlib.nullcontext
+
+
+def _versions() -> dict[str, str]:
+    import open_clip
+    return {"python": platform.python_version(), "torch": torch.__version__, "open_clip": open_clip.__version__}
+
+
+def build_parts(cfg: RunConfig) -> Parts:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    precision, autocast = make_autocast(device, cfg.train.precision)
+    student, tokenizer = build_model(cfg.model, device)
+    apply_layer_freezing(student.clip, cfg.train.freeze_text, cfg.train.trainable_layers)
+    size, dc = student.image_size, cfg.data
+    train_set = load_dataset(dc.train_set, split="train", image_size=size, seed=dc.seed, path=dc.path)
+    eval_sets = {name: load_dataset(name, split="test", image_size=size, seed=dc.seed,
+                                    max_samples=dc.max_eval_samples, path=dc.path if name in ("imagefolder", "csv") else "")
+                 for name in dc.eval_sets}
+    ctx = MethodContext(tokenizer, list(train_set.classnames), list(train_set.templates), device)
+    method = create_method(cfg, student, ctx)
+    total = cfg.train.steps
+    teacher = teacher_from_config(cfg.teacher, student, total)    # deep copy of theta_0, before any step
+    params = method.trainable_parameters()
+    o = cfg.optim
+    # one param group, weight decay on everything incl. biases, LN gains and logit_scale (spec §6)
+    optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=(o.beta1, o.beta2), eps=o.eps)
+    batches = batch_iterator(train_set, tokenizer, dc.batch_size, cfg.train.seed, device)
+    n_params, n_trainable = count_parameters(student)
+    return Parts(cfg, device, precision, autocast, student, tokenizer, teacher, method, optimizer, params,
+                 batches, eval_sets, total, n_params, n_trainable, _versions())
