@@ -87,8 +87,10 @@ def run(config: RunConfig, hooks: Hooks | None = None, *, output_dir: str | Path
     series: dict[tuple[str, str], list] = defaultdict(list)    # teacher statistics kept for the summaries
     status, error, step_done, ckpt, t0 = "done", "", 0, "", time.perf_counter()
     try:
+        first = None
         if config.train.eval_at_start or not parts.method.trains:
-            hooks.on_eval(_evaluate(parts, 0, final=not parts.method.trains))
+            first = _evaluate(parts, 0, final=not parts.method.trains)
+            hooks.on_eval(first)
         for step in range(parts.total_steps if parts.method.trains else 0):
             t_step = time.perf_counter()
             terms, stats, loss, lr, grad_norm = _train_step(parts, step, config)
@@ -104,8 +106,8 @@ def run(config: RunConfig, hooks: Hooks | None = None, *, output_dir: str | Path
             if hooks.should_stop():
                 status = "cancelled"
                 break
-        final = _evaluate(parts, step_done, final=True) if parts.method.trains else None
-        if final is not None:
+        final = _evaluate(parts, step_done, final=True) if parts.method.trains else first
+        if parts.method.trains:
             hooks.on_eval(final)
         if output_dir and parts.method.trains:
             ckpt = _checkpoint(parts, output_dir, step_done, hooks)
