@@ -1,0 +1,177 @@
+"""User data on disk: image folders (one sub-folder per class) and FLYP-style CSV/TSV caption files.
+
+Images are decoded lazily with PIL, converted to RGB (grey -> 3 channels), resized so the short side is
+``image_size`` and centre-cropped to (3, image_size, image_size). Every problem raises DataError naming
+the path: missing path, no images, unreadable image, classnames/label mismatch.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .base import DataError, ImageSet
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+FILE_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}."]
+CLASSNAMES_FILE = "classnames.txt"
+
+
+class FileImageSet(ImageSet):
+    """Images read from files on access: ``ds[i]`` opens ``paths[i]``."""
+
+    def __init__(self, name: str, paths: Sequence[str], labels, classnames: Sequence[str], templates: Sequence[str],
+                 image_size: int, captions: Sequence[str] | None = None, description: str = ""):
+        super().__init__(name, classnames, templates, torch.as_tensor(list(labels), dtype=torch.int64), captions,
+                         description)
+        self.paths, self.image_size = list(paths), image_size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return load_image(self.paths[index], self.image_size), int(self.labels[index])
+
+
+def load_image(path: str, image_size: int) -> torch.Tensor:
+    """One file -> (3, S, S) float32 in [0,1]: RGB, short side resized to S (bicubic), centre crop."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+    except Exception as e:  # PIL raises several types (UnidentifiedImageError, OSError, SyntaxError...)
+        raise DataError(f"cannot read image {path}: {e}") from e
+    w, h = im.size
+    scale = image_size / min(w, h)
+    nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))
+    im = im.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - image_size) // 2, (nh - image_size) // 2
+    im = im.crop((left, top, left + image_size, top + image_size))
+    return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def _read_classnames(path: str) -> list[str] | None:
+    """Non-empty stripped lines of a classnames.txt, or None when the file does not exist."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names:
+        raise DataError(f"{path} is empty; it must list one class name per line")
+    return names
+
+
+def _check_path(path: str, what: str) -> str:
+    if not path:
+        raise DataError(f"dataset {what!r} needs a path (data.path), got an empty string")
+    if not os.path.exists(path):
+        raise DataError(f"dataset {what!r}: path does not exist: {path}")
+    return os.path.abspath(path)
+
+
+def load_imagefolder(path: str, split: str, image_size: int, max_samples: int | None) -> FileImageSet:
+    """``path/<class>/*.png``; if ``path`` holds only train/test/val folders, ``path/<split>`` is used.
+
+    Class names: folder names with '_' -> ' ', or the lines of ``path/classnames.txt`` (in sorted folder
+    order; the count must match the number of class folders).
+    """
+    root = _check_path(path, "imagefolder")
+    if not os.path.isdir(root):
+        raise DataError(f"dataset 'imagefolder': {root} is not a folder (one sub-folder per class expected)")
+    subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    if subdirs and set(subdirs) <= {"train", "test", "val"}:
+        if split not in subdirs:
+            raise DataError(f"dataset 'imagefolder': {root} has split folders {subdirs} but no {split!r}")
+        root = os.path.join(root, split)
+        subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    if not subdirs:
+        raise DataError(f"dataset 'imagefolder': no class sub-folders in {root}")
+    names = _read_classnames(os.path.join(root, CLASSNAMES_FILE)) or \
+        _read_classnames(os.path.join(os.path.abspath(path), CLASSNAMES_FILE))
+    if names is not None and len(names) != len(subdirs):
+        raise DataError(f"dataset 'imagefolder': {CLASSNAMES_FILE} lists {len(names)} classes but {root} has "
+                        f"{len(subdirs)} class folders ({', '.join(subdirs)})")
+    classnames = names or [d.replace("_", " ") for d in subdirs]
+    paths, labels = [], []
+    for label, d in enumerate(subdirs):
+        files = sorted(f for f in os.listdir(os.path.join(root, d)) if f.lower().endswith(IMAGE_EXTENSIONS))
+        paths += [os.path.join(root, d, f) for f in files]
+        labels += [label] * len(files)
+    if not paths:
+        raise DataError(f"dataset 'imagefolder': no image files ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+    if max_samples is not None:
+        # interleave classes so a prefix is balanced: sort by rank within class, then class
+        rank = np.zeros(len(labels), dtype=np.int64)
+        for c in set(labels):
+            pos = [i for i, lab in enumerate(labels) if lab == c]
+            rank[pos] = np.arange(len(pos))
+        order = np.lexsort((np.asarray(labels), rank))[:max_samples]
+        paths, labels = [paths[i] for i in order], [labels[i] for i in order]
+    return FileImageSet("imagefolder", paths, labels, classnames, FILE_TEMPLATES, image_size,
+                        description=f"image folder {root}: {len(paths)} images, {len(classnames)} classes")
+
+
+def _read_table(path: str) -> list[dict[str, str]]:
+    """Rows of a CSV/TSV with a header; tab-separated when the header line contains a tab."""
+    with open(path, encoding="utf-8", newline="") as f:
+        header = f.readline()
+        f.seek(0)
+        rows = list(csv.DictReader(f, delimiter="\t" if "\t" in header else ","))
+    if not rows:
+        raise DataError(f"dataset 'csv': {path} has no data rows")
+    ragged = next((i for i, r in enumerate(rows) if None in r), None)
+    if ragged is not None:   # csv.DictReader files surplus fields under the key None
+        raise DataError(f"dataset 'csv': {path} row {ragged + 2} has more fields than the header; "
+                        "quote captions that contain the separator")
+    missing = [c for c in ("filepath", "title") if c not in rows[0]]
+    if missing:
+        raise DataError(f"dataset 'csv': {path} lacks column(s) {missing}; the FLYP format needs "
+                        f"'filepath' and 'title' (optional 'label'), found {list(rows[0])}")
+    return rows
+
+
+def _csv_labels(rows, path: str, names: list[str] | None) -> tuple[list[int], list[str]]:
+    """Labels and class names: the label column (checked against classnames.txt), else a class name
+    found in the title (needs classnames.txt), else every distinct title is its own class."""
+    if "label" in rows[0]:
+        try:
+            labels = [int(r["label"]) for r in rows]
+        except ValueError as e:
+            raise DataError(f"dataset 'csv': {path}: the label column must hold integers ({e})") from e
+        k = max(labels) + 1
+        if names is not None and (len(names) < k or min(labels) < 0):
+            bad = next(i for i, lab in enumerate(labels) if lab < 0 or lab >= len(names))
+            raise DataError(f"dataset 'csv': {path} row {bad + 2} has label {labels[bad]} but {CLASSNAMES_FILE} "
+                            f"lists {len(names)} classes (labels must be 0..{len(names) - 1})")
+        return labels, names or [str(i) for i in range(k)]
+    if names is not None:
+        labels = []
+        for i, r in enumerate(rows):
+            hits = [c for c, n in enumerate(names) if n.lower() in r["title"].lower()]
+            if not hits:
+                raise DataError(f"dataset 'csv': {path} row {i + 2}: title {r['title']!r} names none of the "
+                                f"{len(names)} classes in {CLASSNAMES_FILE} and there is no label column")
+            labels.append(max(hits, key=lambda c: len(names[c])))   # longest match: "sea lion" over "lion"
+        return labels, names
+    titles = sorted({r["title"] for r in rows})
+    return [titles.index(r["title"]) for r in rows], titles
+
+
+def load_csv(path: str, image_size: int, max_samples: int | None) -> FileImageSet:
+    """FLYP CSV/TSV: columns ``filepath`` (relative to the CSV's folder, or absolute) and ``title``
+    (the caption), optional ``label``; class names from ``classnames.txt`` next to the file."""
+    file = _check_path(path, "csv")
+    if not os.path.isfile(file):
+        raise DataError(f"dataset 'csv': {file} is not a file (expected a .csv or .tsv)")
+    rows = _read_table(file)
+    if max_samples is not None:
+        rows = rows[:max_samples]
+    base = os.path.dirname(file)
+    paths = [os.path.join(base, r["filepath"]) for r in rows]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise DataError(f"dataset 'csv': {file} refers to {len(missing)} missing image file(s), e.g. {missing[0]}")
+    labels, classnames = _csv_labels(rows, file, _read_classnames(os.path.join(base, CLASSNAMES_FILE)))
+    return FileImageSet("csv", paths, labels, classnames, FILE_TEMPLATES, image_size,
+                        captions=[r["title"] for r in rows],
+                        description=f"caption table {file}: {len(rows)} images, {len(classnames)} classes")
