@@ -1,0 +1,39 @@
+"""Export a set of runs to CSV or Parquet files, one file per table (takes a DuckDB cursor)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from . import schema
+
+ALWAYS = ("runs", "series", "evaluations")   # written even when empty, so scripts can rely on them
+
+
+def export_tables(cur, run_ids: list[str], fmt: str, out: Path) -> list[Path]:
+    """``<out>/<table>.<fmt>`` for runs, series, evaluations and the non-empty small tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in ["runs"] + [t.table for t in schema.TABLES]:   # table names from the schema, not users
+        data = cur.sql(f"SELECT * FROM {table} WHERE list_contains(?::VARCHAR[], run_id) ORDER BY ALL",
+                       params=[run_ids]).to_arrow_table()
+        if data.num_rows == 0 and table not in ALWAYS:
+            continue
+        path = out / f"{table}.{fmt}"
+        if fmt == "parquet":
+            pq.write_table(data, path)
+        else:
+            pacsv.write_csv(_csv_safe(data), path)
+        written.append(path)
+    return written
+
+
+def _csv_safe(table: pa.Table) -> pa.Table:
+    """CSV has no list type: tags become 'a;b'."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_list(field.type):
+            joined = [";".join(v) if v else "" for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field.name, pa.array(joined, pa.string()))
+    return table

@@ -1,0 +1,399 @@
+"""RunStore: the one owner of ``<data_dir>/store/tracer.duckdb``; indexes run folders and answers queries.
+
+* **Cache, not source.** Every row comes from a run folder (written by :class:`~tracer_core.store.writer.RunWriter`
+  in any process); the DuckDB file can be deleted at any time and is rebuilt from the folders. A file with
+  another schema version, or one DuckDB cannot open, is rebuilt (with a message in :attr:`RunStore.notices`).
+* **Incremental.** :meth:`refresh` reads only bytes appended since the last refresh (offsets are kept in the
+  file, committed in the same transaction as the rows, so a crash never duplicates or loses a row).
+* **Concurrency.** Training processes never open the DuckDB file, so there is no cross-process lock to fight.
+  If another process (a second dashboard, a CLI command while the dashboard runs) already holds the file,
+  this store indexes the folders into an in-memory database instead, and says so in ``notices``.
+  Inside the process: one connection, one ``cursor()`` per call (DuckDB 2.0 refuses a connection used by
+  two threads at once); writes (refresh, edits) are serialised by a per-file lock, reads run freely.
+* **Safety.** User-given names, tags and filters are bound as SQL parameters only; run ids are validated
+  before they become paths.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from . import queries, schema
+from .export import export_tables
+from .ingest import Truncated, read_new
+from .runfiles import (RunFolder, RunFolderError, effective_status, list_run_dirs, read_json, read_run_folder,
+                       run_dir_of, runs_row, validate_run_id, write_json_atomic)
+
+log = logging.getLogger(__name__)
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+class StoreError(RuntimeError):
+    """A request the store refuses (unknown or ambiguous run, deleting a live run, ...)."""
+
+
+def _file_lock(path: str) -> threading.RLock:
+    # two RunStore objects on one file in one process share the DuckDB instance: serialise their writes
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path, threading.RLock())
+
+
+class RunStore:
+    def __init__(self, data_dir: str | os.PathLike | None = None, *, refresh_interval_s: float | None = 1.0,
+                 in_memory: bool = False):
+        """``refresh_interval_s``: queries first ingest new data when the last refresh is older than this
+        (None: only explicit :meth:`refresh`). ``in_memory``: never touch the DuckDB file."""
+        self.data_dir = schema.resolve_data_dir(data_dir)
+        self.path = schema.store_path(self.data_dir)
+        self.notices: list[str] = []      # what went wrong and what was done about it, for the UI
+        self._noticed: set[str] = set()
+        self.refresh_interval_s = refresh_interval_s
+        self._lock = _file_lock(str(self.path))
+        self._stamps: dict[str, tuple] = {}
+        self._last_refresh = 0.0
+        self.in_memory = in_memory
+        self._con = self._connect()
+        with self._lock:
+            self._init_schema()
+        self.refresh()
+
+    # -- connection and schema ------------------------------------------------------------------------
+    def _notice(self, msg: str) -> None:
+        self.notices.append(msg)
+        log.warning(msg)
+
+    def _notice_once(self, key: str, msg: str) -> None:
+        if key not in self._noticed:
+            self._noticed.add(key)
+            self._notice(msg)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self.in_memory:
+            return duckdb.connect(":memory:")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return duckdb.connect(str(self.path))
+        except duckdb.IOException as e:
+            if "lock" in str(e).lower():
+                self._notice(f"{self.path} is held by another process ({e}); this session indexes the run "
+                             "folders in memory instead (same data, rebuilt for this session).")
+                self.in_memory = True
+                return duckdb.connect(":memory:")
+            reason = str(e)
+        except duckdb.Error as e:
+            reason = str(e)
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+        self._notice(f"Could not open the store file {self.path} ({reason}). It is only a cache of the run "
+                     f"folders: moved it to {aside.name} and rebuilding it from {self.data_dir / 'runs'}.")
+        try:
+            os.replace(self.path, aside)
+            Path(f"{self.path}.wal").unlink(missing_ok=True)
+            return duckdb.connect(str(self.path))
+        except (OSError, duckdb.Error):
+            self.in_memory = True
+            return duckdb.connect(":memory:")
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._con.cursor()
+
+    def _init_schema(self) -> None:
+        with self._cursor() as cur:
+            found = None
+            if cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'store_meta'"
+                           ).fetchone()[0]:
+                row = cur.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
+                found = row[0] if row else "unknown"
+            if found is not None and found != str(schema.STORE_SCHEMA_VERSION):
+                self._notice(f"The store file {self.path} has schema version {found}, this TRACER Studio uses "
+                             f"{schema.STORE_SCHEMA_VERSION}. It is a cache: rebuilding it from the run folders.")
+                self._drop_all(cur)
+            for ddl in schema.all_ddl():
+                cur.execute(ddl)
+            cur.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)",
+                        [str(schema.STORE_SCHEMA_VERSION)])
+            self._offsets = {(r, f): o for r, f, o in
+                             cur.execute("SELECT run_id, file, byte_offset FROM ingest_offsets").fetchall()}
+
+    @staticmethod
+    def _drop_all(cur) -> None:
+        names = [r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables "
+                                           "WHERE table_schema = 'main'").fetchall()]
+        for name in names:
+            cur.execute(f'DROP TABLE IF EXISTS "{name}"')   # names read from the catalog, not from users
+
+    def rebuild(self) -> dict[str, int]:
+        """Drop every table and re-index all run folders."""
+        with self._lock:
+            with self._cursor() as cur:
+                self._drop_all(cur)
+            self._stamps.clear()
+            self._init_schema()
+            return self.refresh()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- ingestion ------------------------------------------------------------------------------------
+    def refresh(self) -> dict[str, int]:
+        """Index new run folders, new rows and status changes; drop runs whose folder is gone."""
+        with self._lock:
+            stats = {"runs": 0, "rows": 0, "bad_lines": 0}
+            on_disk = {p.name: p for p in list_run_dirs(self.data_dir)}
+            with self._cursor() as cur:
+                known = {r[0] for r in cur.execute("SELECT run_id FROM runs").fetchall()}
+                for run_id in known - on_disk.keys():
+                    self._forget(cur, run_id)
+                for run_id, path in on_disk.items():
+                    try:
+                        rows, bad = self._refresh_run(cur, path, run_id not in known)
+                    except Exception as e:   # one damaged run must not hide the others
+                        self._notice_once(run_id, f"run {run_id}: could not be indexed ({type(e).__name__}: {e})")
+                        continue
+                    stats["runs"] += 1
+                    stats["rows"] += rows
+                    stats["bad_lines"] += bad
+            self._last_refresh = time.monotonic()
+            return stats
+
+    def _maybe_refresh(self) -> None:
+        if self.refresh_interval_s is None or time.monotonic() - self._last_refresh < self.refresh_interval_s:
+            return
+        if self._lock.acquire(blocking=False):   # another thread is refreshing: use what is there
+            try:
+                self.refresh()
+            finally:
+                self._lock.release()
+
+    def _refresh_run(self, cur, path: Path, new: bool) -> tuple[int, int]:
+        # re-read the small json files when they changed, or while the run is live (liveness ages)
+        mtimes = tuple(self._mtime(path / f) for f in (schema.CONFIG_FILE, schema.STATUS_FILE, schema.META_FILE))
+        prev = self._stamps.get(path.name)
+        if new or prev is None or prev[0] != mtimes or prev[1] in schema.ACTIVE_STATUSES:
+            rf = read_run_folder(path)
+            self._upsert_run(cur, rf)
+            prev = self._stamps[path.name] = (mtimes, rf.status.get("status", ""), rf.problem)
+        if prev[2]:     # unreadable folder: listed with its problem, no rows
+            return 0, 0
+        grown = [spec for spec in schema.TABLES
+                 if self._size(path / spec.file) != self._offsets.get((path.name, spec.file), 0)]
+        if not grown:
+            return 0, 0
+        rows = bad = 0
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            for spec in grown:
+                r, b = self._ingest_file(cur, path, spec)
+                rows, bad = rows + r, bad + b
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            self._offsets = {(r, f): o for r, f, o in
+                             cur.execute("SELECT run_id, file, byte_offset FROM ingest_offsets").fetchall()}
+            raise
+        return rows, bad
+
+    @staticmethod
+    def _mtime(p: Path) -> int:
+        try:
+            return p.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    @staticmethod
+    def _size(p: Path) -> int:
+        try:
+            return p.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _ingest_file(self, cur, path: Path, spec: schema.TableSpec) -> tuple[int, int]:
+        run_id, key = path.name, (path.name, spec.file)
+        offset, rows, bad = self._offsets.get(key, 0), 0, 0
+        while True:
+            try:
+                table, new_offset, n_bad = read_new(path / spec.file, offset, spec)
+            except Truncated:   # the file was replaced: forget what came from it and start over
+                cur.execute(f"DELETE FROM {spec.table} WHERE run_id = ?", [run_id])
+                offset = 0
+                continue
+            if new_offset == offset:
+                break
+            if table is not None and table.num_rows:
+                rows += self._insert(cur, spec, run_id, table)
+            bad, offset = bad + n_bad, new_offset
+        if offset != self._offsets.get(key, 0):
+            cur.execute("INSERT OR REPLACE INTO ingest_offsets VALUES (?, ?, ?)", [run_id, spec.file, offset])
+            self._offsets[key] = offset
+        return rows, bad
+
+    @staticmethod
+    def _insert(cur, spec: schema.TableSpec, run_id: str, table: pa.Table) -> int:
+        cols = ", ".join(f'"{c}"' for c, _ in spec.columns)            # from the schema, not from users
+        need = " AND ".join(f'"{c}" IS NOT NULL' for c in spec.required)
+        cur.register("_ingest", table)
+        try:
+            n = cur.execute(f"INSERT INTO {spec.table} SELECT ?, {cols} FROM _ingest WHERE {need}",
+                            [run_id]).fetchone()[0]
+        finally:
+            cur.unregister("_ingest")
+        return int(n)
+
+    def _upsert_run(self, cur, rf: RunFolder) -> None:
+        try:
+            row = runs_row(rf)
+            cur.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(row))})", row)
+        except (duckdb.Error, TypeError, ValueError, AttributeError) as e:   # malformed but parseable files
+            rf.problem = f"unreadable run folder ({type(e).__name__}: {e})"
+            row = runs_row(rf)
+            cur.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(row))})", row)
+
+    def _forget(self, cur, run_id: str) -> None:
+        for table in ["runs", "ingest_offsets"] + [t.table for t in schema.TABLES]:
+            cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        self._stamps.pop(run_id, None)
+        self._offsets = {k: v for k, v in self._offsets.items() if k[0] != run_id}
+
+    # -- queries (see tracer_core.store.queries for the semantics) -----------------------------------------
+    def _query(self, fn, *args, **kwargs):
+        self._maybe_refresh()
+        with self._cursor() as cur:
+            return fn(cur, *args, **kwargs)
+
+    def list_runs(self, **filters: Any) -> pd.DataFrame:
+        """Filters: run_ids, method, teacher, seed, tags (all of), status, name_contains, config={key: value}."""
+        return self._query(queries.list_runs, **filters)
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        df = self._query(queries.list_runs, run_ids=[run_id])
+        return None if df.empty else df.iloc[0].to_dict()
+
+    def resolve(self, ref: str) -> str:
+        """A run id from an exact id, a unique id prefix or a unique name."""
+        df = self._query(queries.list_runs)
+        for hits in (df[df.run_id == ref], df[df.run_id.str.startswith(ref)], df[df.name == ref]):
+            if len(hits) == 1:
+                return hits.run_id.iloc[0]
+            if len(hits) > 1:
+                raise StoreError(f"{ref!r} matches {len(hits)} runs: {', '.join(hits.run_id[:5])}")
+        raise StoreError(f"no run matches {ref!r}")
+
+    def series(self, run_ids, names=None, contexts=None, *, max_points: int | None = 1000,
+               step_range=None) -> pd.DataFrame:
+        return self._query(queries.series, run_ids, names, contexts, max_points=max_points, step_range=step_range)
+
+    def series_catalog(self, run_ids=None) -> pd.DataFrame:
+        return self._query(queries.series_catalog, run_ids)
+
+    def evaluations(self, run_ids, datasets=None, metrics=None) -> pd.DataFrame:
+        return self._query(queries.evaluations, run_ids, datasets, metrics)
+
+    def reliability(self, run_ids, step: int | None = None, datasets=None) -> pd.DataFrame:
+        return self._query(queries.reliability, run_ids, step, datasets)
+
+    def similarities(self, run_ids, step: int | None = None) -> pd.DataFrame:
+        return self._query(queries.similarities, run_ids, step)
+
+    def artifacts(self, run_ids) -> pd.DataFrame:
+        return self._query(queries.artifacts, run_ids)
+
+    def summaries(self, run_ids, names=None, contexts=None) -> pd.DataFrame:
+        return self._query(queries.summaries, run_ids, names, contexts)
+
+    def seed_groups(self, run_ids=None, seed_keys: Sequence[str] = queries.SEED_KEYS) -> pd.DataFrame:
+        runs = self.list_runs(run_ids=run_ids) if run_ids is not None else self.list_runs()
+        return queries.seed_groups(runs[runs.status != schema.INCOMPATIBLE], seed_keys)
+
+    def seed_band(self, groups: Mapping[str, Sequence[str]], name: str, context: str = "", *,
+                  max_points: int | None = 1000) -> pd.DataFrame:
+        return self._query(queries.seed_band, groups, name, context, max_points=max_points)
+
+    def config_diff(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        runs = self.list_runs(run_ids=list(run_ids)).set_index("run_id")
+        missing = [r for r in run_ids if r not in runs.index]
+        if missing:
+            raise StoreError(f"unknown run(s): {', '.join(missing)}")
+        return queries.config_diff({r: json.loads(runs.at[r, "config"] or "{}") for r in run_ids})
+
+    # -- edits (persisted in the run folder's meta.json, so a rebuild keeps them) -----------------------
+    def _folder(self, run_id: str) -> Path:
+        try:
+            path = run_dir_of(run_id, self.data_dir)
+        except RunFolderError as e:
+            raise StoreError(str(e)) from None
+        if not path.is_dir():
+            raise StoreError(f"no run {run_id!r} in {path.parent}")
+        return path
+
+    def _edit_meta(self, run_id: str, **changes: Any) -> None:
+        with self._lock:
+            path = self._folder(run_id)
+            meta = read_json(path / schema.META_FILE) or {}
+            meta.update(changes, format_version=schema.RUN_FORMAT_VERSION)
+            write_json_atomic(path / schema.META_FILE, meta)
+            with self._cursor() as cur:
+                self._upsert_run(cur, read_run_folder(path))
+
+    def rename(self, run_id: str, name: str) -> None:
+        name = str(name).strip()
+        if not name:
+            raise StoreError("a run name must not be empty")
+        self._edit_meta(run_id, name=name)
+
+    def set_tags(self, run_id: str, tags: Iterable[str]) -> None:
+        clean = list(dict.fromkeys(str(t).strip() for t in tags if str(t).strip()))
+        self._edit_meta(run_id, tags=clean)
+
+    def add_tags(self, run_id: str, tags: Iterable[str]) -> None:
+        self.set_tags(run_id, list(self._current_tags(run_id)) + list(tags))
+
+    def remove_tags(self, run_id: str, tags: Iterable[str]) -> None:
+        drop = {str(t).strip() for t in tags}
+        self.set_tags(run_id, [t for t in self._current_tags(run_id) if t not in drop])
+
+    def _current_tags(self, run_id: str) -> list[str]:
+        rf = read_run_folder(self._folder(run_id))
+        return list(rf.meta["tags"] if "tags" in rf.meta else rf.config.get("config", {}).get("tags", []))
+
+    def delete(self, run_id: str, *, force: bool = False) -> None:
+        """Remove the run folder and its rows. A live (queued/running) run is refused unless ``force``."""
+        with self._lock:
+            path = self._folder(run_id)
+            state, _ = effective_status(read_run_folder(path).status)
+            if state in schema.ACTIVE_STATUSES and not force:
+                raise StoreError(f"run {run_id} is {state}; cancel it before deleting it")
+            trash = path.with_name(f".deleting-{run_id}")
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(path, trash)      # atomic: the run vanishes for every reader at once
+            with self._cursor() as cur:
+                self._forget(cur, run_id)
+            shutil.rmtree(trash, ignore_errors=True)
+
+    # -- export -----------------------------------------------------------------------------------------
+    def export(self, run_ids: Sequence[str], fmt: str = "csv", out_dir: str | os.PathLike = ".") -> list[Path]:
+        """Write runs, series, evaluations (and non-empty reliability/similarities/artifacts) for the runs."""
+        if fmt not in ("csv", "parquet"):
+            raise StoreError(f"export format must be csv or parquet, got {fmt!r}")
+        try:
+            run_ids = [validate_run_id(r) for r in run_ids]
+        except RunFolderError as e:
+            raise StoreError(str(e)) from None
+        self._maybe_refresh()
+        with self._cursor() as cur:
+            return export_tables(cur, run_ids, fmt, Path(out_dir))
