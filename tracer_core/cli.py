@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -34,7 +35,8 @@ def _progress_hooks(total: int, quiet: bool):
 
         def on_eval(self, report):
             accs = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in report.metrics.items())
-            self.bar.write(f"eval @ step {report.step}: {accs}")
+            if not quiet:
+                self.bar.write(f"eval @ step {report.step}: {accs}", file=sys.stderr)
 
         def on_end(self, summary):
             self.bar.close()
@@ -59,7 +61,8 @@ def cmd_train(args) -> int:
     writer = _store_writer(cfg, args)
     hooks = HookList([_progress_hooks(cfg.train.steps, args.json or args.quiet), writer])
     out_dir = args.out or (str(writer.run_dir) if writer is not None else None)
-    summary = run(cfg, hooks, output_dir=out_dir)
+    with writer if writer is not None else contextlib.nullcontext():   # closes the run folder's status
+        summary = run(cfg, hooks, output_dir=out_dir)
     result = {"run_id": getattr(writer, "run_id", None), "status": summary.status, "steps": summary.steps,
               "wall_time_s": round(summary.wall_time_s, 3), "steps_per_s": round(summary.steps_per_s, 3),
               "final_eval": summary.final_eval, "summaries": summary.summaries, "checkpoint": summary.checkpoint}
@@ -126,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:   # DataError, CheckpointError, bad paths
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:                       # TrainingError (e.g. a non-finite loss)
+        print(f"training failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

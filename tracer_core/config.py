@@ -145,6 +145,7 @@ class TrainConfig:
     eval_every: int = 0         # evaluate every N steps (0 = only at the end)
     eval_at_start: bool = True  # zero-shot evaluation at step 0 (the pretrained model)
     checkpoint_every: int = 0   # 0 = only at the end (when an output dir is given)
+    save_final: bool = True     # final checkpoint (student + teacher, no optimizer state: ~60 MB tiny)
     threads: int = 0            # torch intra-op threads; 0 = leave torch's default
 
     def validate(self) -> None:

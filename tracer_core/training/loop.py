@@ -52,7 +52,7 @@ def _train_step(parts: Parts, step: int, cfg: RunConfig):
         out = parts.method.step(batch, step, parts.teacher)
         loss = total_loss(out.terms)
     if not torch.isfinite(loss):
-        bad = {k: float(v) for k, v in out.terms.items()}
+        bad = {k: float(v.detach()) for k, v in out.terms.items()}
         raise TrainingError(f"non-finite loss at step {step}: {bad}. Lower optim.lr or check the data.")
     parts.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -72,7 +72,7 @@ def _evaluate(parts: Parts, step: int, final: bool):
 
 def _checkpoint(parts: Parts, output_dir, step: int, hooks: Hooks) -> str:
     path = save_checkpoint(Path(output_dir) / "checkpoints" / f"step_{step:06d}.pt", student=parts.student,
-                           teacher=parts.teacher, method=parts.method, optimizer=parts.optimizer, step=step,
+                           teacher=parts.teacher, method=parts.method, optimizer=None, step=step,  # no Adam state: short runs are not resumed
                            config=parts.cfg.to_dict())
     hooks.on_checkpoint(step, str(path))
     return str(path)
@@ -109,7 +109,7 @@ def run(config: RunConfig, hooks: Hooks | None = None, *, output_dir: str | Path
         final = _evaluate(parts, step_done, final=True) if parts.method.trains else first
         if parts.method.trains:
             hooks.on_eval(final)
-        if output_dir and parts.method.trains:
+        if output_dir and parts.method.trains and config.train.save_final:
             ckpt = _checkpoint(parts, output_dir, step_done, hooks)
     except BaseException as e:   # KeyboardInterrupt too: the run still ends with a status
         status, error = "failed", f"{type(e).__name__}: {e}"
