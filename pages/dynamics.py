@@ -1,0 +1,119 @@
+"""Live dynamics: runs overlaid by strategy, refreshed in a fragment while any of them trains."""
+import pandas as pd
+import streamlit as st
+
+import tracer_core.api as api
+import tracer_core.charts as charts
+
+svc: api.Services = st.session_state["svc"]
+st.title("Training dynamics")
+
+runs = api.runs_table(svc, with_results=False)
+if runs.empty:
+    st.info("No runs yet. Start the one-click demo on **Home** or queue a run on **Launch**; "
+            "its curves appear here while it trains.")
+    st.page_link("pages/home.py", label="Go to the demo", icon=":material/home:")
+    st.stop()
+
+labels = dict(zip(runs["run_id"], runs["label"] + " — " + runs["strategy"] + " (" + runs["status"] + ")"))
+if "dynamics_runs" in st.session_state:   # hand-off from Home / Launch / Runs
+    st.session_state["dyn_runs"] = [r for r in st.session_state.pop("dynamics_runs") if r in labels]
+elif "dyn_runs" not in st.session_state:
+    st.session_state["dyn_runs"] = runs["run_id"].head(3).tolist()
+else:
+    st.session_state["dyn_runs"] = [r for r in st.session_state["dyn_runs"] if r in labels]
+selected = st.multiselect("Runs", list(labels), format_func=labels.get, key="dyn_runs",
+                          placeholder="Choose runs to compare")
+
+c = st.columns([3, 3, 2])
+context = c[0].radio("Direction", ["combined", "img", "text"], horizontal=True, key="dyn_context",
+                     format_func={"combined": "mean of both", "img": "image→text", "text": "text→image"}.get,
+                     help="Teacher statistics per direction; top-5 alignment is per direction only")
+smoothing = c[1].slider("Smoothing (debiased EMA)", 0.0, 0.99, 0.6, 0.01, key="dyn_smoothing",
+                        help="Raw series stay visible as faint lines")
+loss_terms = api.series_options(svc, selected)
+loss_terms = sorted(loss_terms.loc[loss_terms["name"] == "loss", "context"].tolist()) or ["total"]
+loss_ctx = c[2].selectbox("Loss term", loss_terms, index=loss_terms.index("total") if "total" in loss_terms else 0,
+                          key="dyn_loss")
+c = st.columns([1, 1, 2])
+log_y = c[0].toggle("Log scale (all charts)", value=False, key="dyn_log",
+                    help="Off: each series uses its default scale (KL is logarithmic)")
+grouped = c[1].toggle("Seed groups as bands", value=False, key="dyn_groups",
+                      help="Runs that differ only in the seed: mean line with a ± 1 std band")
+
+if not selected:
+    st.info("Select one or more runs above to draw their curves.")
+    st.stop()
+
+chosen = runs[runs["run_id"].isin(selected)]
+active = bool(chosen["status"].isin(["queued", "running"]).any())
+waiting = active and not (chosen["steps_done"].fillna(0) > 0).any()   # poll faster until the first points land
+every = (1 if waiting else 2) if active else None
+panels = [(n, "img" if n == "teacher_student_top5_alignment" and context == "combined" else context)
+          for n in api.TEACHER_PANELS] + [("loss", loss_ctx), ("lr", "")]
+
+
+def progress_ui(live) -> None:
+    order = live["status"].map({"running": 0, "queued": 1}).fillna(2)
+    for _, r in live.assign(order=order).sort_values(["order", "run_id"]).iterrows():
+        if r["status"] == "running":
+            eta = f", about {r['eta_s']:.0f} s left" if pd.notna(r["eta_s"]) else ""
+            done = 0 if pd.isna(r["steps_done"]) else int(r["steps_done"])
+            st.progress(0.0 if pd.isna(r["progress"]) else float(r["progress"]),
+                        text=f"{r['label']}: step {done} / {int(r['total'] or 0)}{eta}")
+        elif r["status"] == "queued":
+            st.progress(0.0, text=f"{r['label']}: queued")
+        elif r["status"] in ("failed", "interrupted"):
+            st.warning(f"{r['label']} {r['status']}: {r['error'] or 'no message'}")
+
+
+def panel_ui(frames, name, ctx) -> None:
+    frame = frames[(name, ctx)]
+    if grouped:
+        band = api.band_frame(svc, selected, name, ctx)
+        if not band.empty:
+            st.plotly_chart(charts.band_figure(band, name, ctx, smoothing=smoothing, log_y=log_y or None),
+                            key=f"dyn_chart_band_{name}", width="stretch")
+            return
+    if frame.empty:
+        teacherless = name.startswith("teacher") and not runs[runs["run_id"].isin(selected)]["teacher"].isin(
+            ["ema", "wma", "frozen"]).any()
+        msg = "needs a run with a teacher (EMA, WMA or frozen)." if teacherless else "no points logged yet."
+        st.info(f"**{charts.series_label(name, ctx)}**: {msg}")
+        return
+    st.plotly_chart(charts.series_figure(frame, name, ctx, smoothing=smoothing, log_y=log_y or None),
+                    key=f"dyn_chart_{name}", width="stretch")
+
+
+@st.fragment(run_every=every)
+def live_view() -> None:
+    try:
+        live = api.runs_table(svc, run_ids=selected, with_results=False)
+        with st.container():     # one block: a changing number of progress rows never shifts the charts below
+            progress_ui(live)
+        frames = api.live_frames(svc, selected, panels)
+        n_points = int(frames[panels[0]].shape[0])
+        st.caption(f"{f'Live: refreshing every {every} s' if active else 'Finished runs'} · "
+                   f"{n_points} points in the KL chart · steps up to "
+                   f"{0 if live.empty else int(live['steps_done'].fillna(0).max())}")
+        for i in range(0, len(panels), 2):
+            cols = st.columns(2)
+            for col, (name, ctx) in zip(cols, panels[i:i + 2]):
+                with col:
+                    panel_ui(frames, name, ctx)
+        ev, id_sets = api.eval_frame(svc, selected, "accuracy")
+        st.plotly_chart(charts.eval_figure(ev, "accuracy", id_sets=id_sets), key="dyn_chart_eval", width="stretch")
+        st.subheader("Summary")
+        table, directions = api.summary_table(svc, selected)
+        st.dataframe(charts.style_best(table, directions), width="stretch")
+        st.caption("KL statistics are on KL(teacher‖student), image↔text mean, raw (unsmoothed) series: AUC is the "
+                   "time-averaged gap, half-life the first step where it falls to half its first value (– = never). "
+                   "Green: best accuracy / lowest ECE.")
+        finished = active and not live["status"].isin(["queued", "running"]).any()
+        if finished or (waiting and (live["steps_done"].fillna(0) > 0).any()):
+            st.rerun(scope="app")   # auto-refresh off when finished; back to every 2 s once points arrive
+    except Exception as e:  # a fragment rerun bypasses app.py's guard: a message, never a traceback
+        st.error(f"Could not draw the runs: {type(e).__name__}: {e}")
+
+
+live_view()

@@ -1,0 +1,59 @@
+"""Home: what TRACER Studio shows, and the one-click EMA-vs-WMA demo."""
+import streamlit as st
+
+import tracer_core.api as api
+
+svc: api.Services = st.session_state["svc"]
+
+st.title("TRACER Studio")
+st.markdown(
+    "Robust fine-tuning distils a CLIP student from a **teacher that averages the student's own past weights**. "
+    "An **EMA teacher** forgets exponentially fast, so it *collapses* onto the student: their KL gap shrinks to "
+    "almost nothing and the teacher stops anchoring the model to what it knew before fine-tuning. "
+    "A **WMA teacher** (TRACER's Beta-kernel weight average) keeps the pretrained and early snapshots in the "
+    "mix, so the teacher–student gap *persists* and keeps guiding the student toward robust features."
+)
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("See it live")
+    st.write("One click queues three short fine-tunes of the embedded tiny CLIP on handwritten digits — "
+             "**TRACER with an EMA teacher**, **TRACER with a WMA teacher** and **plain FT** — and opens the live "
+             "view. Runs execute one after another (teacher runs first), so the first curve appears within seconds.")
+    if st.button("Run the EMA vs WMA demo", type="primary", key="demo_button", icon=":material/play_arrow:"):
+        try:
+            ids = api.start_demo(svc, st.session_state["client_token"])
+        except (api.ConfigError, api.StoreError, OSError) as e:
+            st.error(f"Could not start the demo: {e}")
+        else:
+            st.session_state["dynamics_runs"] = ids
+            st.switch_page("pages/dynamics.py")
+    with st.expander("What the demo runs"):
+        demo = api.presets()
+        st.dataframe(demo[demo["preset"].isin(api.DEMO_PRESETS)], hide_index=True, width="stretch")
+        st.caption("Override its settings for quick experiments with the environment variable "
+                   "TRACER_DEMO_OVERRIDES (a JSON list of key=value strings), e.g. "
+                   '`["train.steps=40", "model.pretrained=none", "data.train_set=synthetic"]`.')
+
+with right:
+    st.subheader("Now")
+    jobs = api.jobs_table(svc)
+    runs = api.runs_table(svc, with_results=False)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Runs in store", len(runs))
+    c2.metric("Running", int((jobs["status"] == "running").sum()))
+    c3.metric("Queued", int((jobs["status"] == "queued").sum()))
+    if runs.empty:
+        st.info("No runs yet. Start the demo on the left, or configure your own run on **Launch**.")
+    else:
+        st.dataframe(runs[["label", "status", "strategy", "progress"]].head(8), hide_index=True, width="stretch",
+                     column_config={"label": "run", "progress": st.column_config.ProgressColumn(
+                         "progress", min_value=0.0, max_value=1.0, format="percent")})
+
+st.divider()
+st.subheader("Pages")
+cols = st.columns(4)
+cols[0].page_link("pages/launch.py", label="Launch a run or sweep", icon=":material/rocket_launch:")
+cols[1].page_link("pages/dynamics.py", label="Watch training dynamics", icon=":material/monitoring:")
+cols[2].page_link("pages/kernel.py", label="Explore teacher kernels", icon=":material/functions:")
+cols[3].page_link("pages/runs.py", label="Manage and export runs", icon=":material/table_view:")
