@@ -16,6 +16,7 @@ from ..methods import MethodContext, create_method
 from ..models import apply_layer_freezing, build_model, count_parameters
 from ..teachers import teacher_from_config
 from .batches import batch_iterator
+from .representations import build_similarity_tracker
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Parts:
     n_params: int = 0
     n_trainable: int = 0
     versions: dict = field(default_factory=dict)
+    similarity: object = None      # SimilarityTracker (probe + pretrained features) or None when off
 
 
 def seed_everything(seed: int) -> None:
@@ -82,11 +84,16 @@ def build_parts(cfg: RunConfig) -> Parts:
     method = create_method(cfg, student, ctx)
     total = cfg.train.steps
     teacher = teacher_from_config(cfg.teacher, student, total)    # deep copy of theta_0, before any step
+    # pretrained per-layer features on the fixed probe, read now while the student is still theta_0
+    similarity = build_similarity_tracker(cfg, student, tokenizer, eval_sets, autocast) if method.trains else None
     params = method.trainable_parameters()
     o = cfg.optim
     # one param group, weight decay on everything incl. biases, LN gains and logit_scale (spec §6)
-    optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=(o.beta1, o.beta2), eps=o.eps)
+    # fused: one kernel over all tensors; ~3x faster than the per-tensor loop on CPU (bench: 51 vs 143 ms for
+    # the tiny model's 7.7 M parameters, most of them the token embedding) with the same update rule
+    optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=(o.beta1, o.beta2), eps=o.eps,
+                                  fused=device.type in ("cpu", "cuda"))
     batches = batch_iterator(train_set, tokenizer, dc.batch_size, cfg.train.seed, device)
     n_params, n_trainable = count_parameters(student)
     return Parts(cfg, device, precision, autocast, student, tokenizer, teacher, method, optimizer, params,
-                 batches, eval_sets, total, n_params, n_trainable, _versions())
+                 batches, eval_sets, total, n_params, n_trainable, _versions(), similarity)
