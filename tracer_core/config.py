@@ -21,7 +21,10 @@ from typing import Any, Mapping, Sequence
 PRESET_DIR = Path(__file__).parent / "configs"
 
 TEACHER_KINDS = ("none", "frozen", "ema", "wma")
-METHODS = ("zeroshot", "ft", "lp", "lpft", "flyp", "l2sp", "carot", "tracer", "ft2b", "grace")
+METHODS = ("zeroshot", "ft", "lp", "lpft", "flyp", "l2sp", "carot", "tracer", "ft2b", "grace", "wiseft")
+# FT2B's simulated-OOD operations (methods/simulated_ood.py). The defaults avoid the evaluation shift
+# families (noise, blur, jpeg, elastic, contrast, colour) on purpose: peer_methods.md A.3 leakage warning.
+FT2B_OPS = ("affine", "posterize", "solarize", "invert", "colour", "noise", "blur")
 
 
 class ConfigError(ValueError):
@@ -93,6 +96,68 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class MethodParamsConfig:
+    """Method-specific knobs of the peer methods (methods/*.py; shared/reference/peer_methods.md).
+
+    Only the method named by ``RunConfig.method`` reads its own prefix; the others are ignored.
+    """
+    # LP and LP-FT (Kumar et al. 2022). LP-FT runs a linear probe (head only, image tower frozen, its
+    # features computed without gradient) for round(lp_fraction * train.steps) steps, then full FT on the
+    # same cosine schedule. The probe stage multiplies the scheduled lr by lp_lr_scale: a head with the
+    # logit scale baked in barely moves at the full-FT lr. Method "lp" is the probe stage for all steps.
+    lp_fraction: float = 0.3
+    lp_lr_scale: float = 100.0
+    # WiSE-FT (Wortsman et al. 2022): theta = (1 - alpha) theta_zs + alpha theta_ft, heads included.
+    wise_alpha: float = 0.5
+    # FT2B / FSR (Yuan et al. 2025; RECONSTRUCTION, peer_methods.md A.2-A.4): CE + lambda_f T^2
+    # KL(p_0^T(x~) || p^T(x~)) + lambda_c KL(sg p^T(x) || p^T(x~)), x~ = simulated-OOD view of x.
+    ft2b_lambda_f: float = 1.0
+    ft2b_lambda_c: float = 1.0
+    ft2b_temperature: float = 1.0
+    ft2b_ops: tuple[str, ...] = ("affine", "posterize", "solarize")
+    ft2b_num_ops: int = 2            # RandAugment-style: ops drawn per image
+    ft2b_magnitude: float = 0.5      # max magnitude in [0, 1]; each image draws U(0, magnitude) per op
+    ft2b_cutout: float = 0.25        # Cutout side as a fraction of the image (p = 0.5); 0 = off
+    # GRACE (Chopra et al. 2026; peer_methods.md B.3/B.4/B.7). LoRA on the vision tower's q/k/v/out.
+    grace_lora_rank: int = 8         # paper 64 (ViT-B/32); B.7 tiny setting 8
+    grace_lora_alpha: float = 8.0    # LoRA scale alpha / rank (not reported; 1.0 here)
+    grace_pgd_eps: float = 4 / 255   # L_inf radius in [0, 1] pixel space (Table 10)
+    grace_pgd_step: float = 1 / 255
+    grace_pgd_steps: int = 3         # paper 10; B.7 suggests 3-5 on CPU
+    grace_awp_rank: int = 2          # r_AWP,max: paper 4 with r = 64; B.7 tiny 2
+    grace_awp_rho: float = 5e-3      # ||Delta||_F <= rho ||W_0||_F per layer (not reported; B.7)
+    grace_awp_steps: int = 1         # T_AWP ascent steps (not reported; reimpl 1)
+    grace_curvature_every: int = 0   # K; 0 = max(50, train.steps // 20) (B.7); paper 1000
+    grace_curvature_beta: float = 0.9
+    grace_rank_percentile: float = 80.0   # above -> rank max, below 100 - p -> rank 0, else max // 2
+    grace_lambda_lar: float = 1.0    # not reported (reimpl 1.0)
+    grace_lambda_gv: float = 1.0     # not reported (reimpl 1.0)
+    grace_gram_eps: float = 1e-6
+
+    def validate(self) -> None:
+        p = "method_params."
+        for name in ("lp_fraction", "wise_alpha", "ft2b_magnitude"):
+            v = getattr(self, name)
+            _check(0.0 <= v <= 1.0, f"{p}{name} must be in [0, 1], got {v}")
+        _check(0.0 <= self.ft2b_cutout < 1.0, f"{p}ft2b_cutout must be in [0, 1), got {self.ft2b_cutout}")
+        for name in ("lp_lr_scale", "ft2b_temperature", "grace_lora_alpha"):
+            _check(getattr(self, name) > 0, f"{p}{name} must be > 0, got {getattr(self, name)}")
+        for name in ("ft2b_lambda_f", "ft2b_lambda_c", "grace_pgd_eps", "grace_pgd_step", "grace_awp_rho",
+                     "grace_lambda_lar", "grace_lambda_gv", "grace_gram_eps", "grace_pgd_steps",
+                     "grace_awp_rank", "grace_awp_steps", "grace_curvature_every"):
+            _check(getattr(self, name) >= 0, f"{p}{name} must be >= 0, got {getattr(self, name)}")
+        bad = [op for op in self.ft2b_ops if op not in FT2B_OPS]
+        _check(not bad and len(self.ft2b_ops) > 0,
+               f"{p}ft2b_ops must be a non-empty list of {FT2B_OPS}, got {list(self.ft2b_ops)}")
+        _check(self.ft2b_num_ops >= 1, f"{p}ft2b_num_ops must be >= 1, got {self.ft2b_num_ops}")
+        _check(self.grace_lora_rank >= 1, f"{p}grace_lora_rank must be >= 1, got {self.grace_lora_rank}")
+        _check(0.0 <= self.grace_curvature_beta < 1.0,
+               f"{p}grace_curvature_beta must be in [0, 1), got {self.grace_curvature_beta}")
+        _check(50.0 <= self.grace_rank_percentile <= 100.0,
+               f"{p}grace_rank_percentile must be in [50, 100], got {self.grace_rank_percentile}")
+
+
+@dataclass(frozen=True)
 class TeacherConfig:
     kind: str = "none"          # none | frozen | ema | wma
     beta: float = 0.5           # WMA Beta(beta, beta) kernel (§2)
@@ -147,6 +212,9 @@ class TrainConfig:
     checkpoint_every: int = 0   # 0 = only at the end (when an output dir is given)
     save_final: bool = True     # final checkpoint (student + teacher, no optimizer state: ~60 MB tiny)
     threads: int = 0            # torch intra-op threads; 0 = leave torch's default
+    # §9.2 layer-wise CKA/SVCCA vs the pretrained model (and teacher) at every evaluation, on a fixed probe of
+    # this many ID eval images + their class prompts; 0 = off, else >= 4 (debiased CKA needs n > 3)
+    similarity_probe: int = 128
 
     def validate(self) -> None:
         _check(self.steps >= 1, f"train.steps must be >= 1, got {self.steps}")
@@ -156,6 +224,8 @@ class TrainConfig:
         _check(self.trainable_layers >= -1, "train.trainable_layers must be >= -1")
         for name in ("eval_every", "checkpoint_every", "threads"):
             _check(getattr(self, name) >= 0, f"train.{name} must be >= 0")
+        _check(self.similarity_probe == 0 or self.similarity_probe >= 4,
+               f"train.similarity_probe must be 0 (off) or >= 4, got {self.similarity_probe}")
 
 
 @dataclass(frozen=True)
@@ -170,10 +240,11 @@ class RunConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    method_params: MethodParamsConfig = field(default_factory=MethodParamsConfig)
 
     def __post_init__(self) -> None:
         _check(self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}")
-        for sub in (self.model, self.data, self.loss, self.teacher, self.optim, self.train):
+        for sub in (self.model, self.data, self.loss, self.teacher, self.optim, self.train, self.method_params):
             sub.validate()
         _check(not (self.loss.lambda_sd > 0 and self.teacher.kind == "none"),
                "loss.lambda_sd > 0 needs a teacher: set teacher.kind to frozen, ema or wma")

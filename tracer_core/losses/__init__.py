@@ -1,6 +1,7 @@
 """Losses return named terms; a training step's total is the sum of the ``*_loss`` keys."""
 from .contrastive import classification_loss, clip_contrastive_loss, clip_logits
 from .distill import basic_sd_loss, crd_loss, cross_kd_loss, fd_loss, icl_loss, kd_terms
+from .peers import consistency_kl, function_space_kl, gram_volume
 from .regularizers import cross_fnorm, l2sp, orthogonality
 
 
@@ -9,6 +10,6 @@ def total_loss(terms: dict):
     return sum(v for k, v in terms.items() if k.endswith("_loss"))
 
 
-__all__ = ["basic_sd_loss", "classification_loss", "clip_contrastive_loss", "clip_logits", "crd_loss",
-           "cross_fnorm", "cross_kd_loss", "fd_loss", "icl_loss", "kd_terms", "l2sp", "orthogonality",
-           "total_loss"]
+__all__ = ["basic_sd_loss", "classification_loss", "clip_contrastive_loss", "clip_logits", "consistency_kl",
+           "crd_loss", "cross_fnorm", "cross_kd_loss", "fd_loss", "function_space_kl", "gram_volume", "icl_loss",
+           "kd_terms", "l2sp", "orthogonality", "total_loss"]

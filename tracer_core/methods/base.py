@@ -1,7 +1,8 @@
 """The shared interface of a fine-tuning method (one module per method, registered by name).
 
 A method turns one batch into named loss terms. The loop owns everything else (optimizer, schedule,
-teacher updates, hooks), so adding a method never touches the loop.
+teacher updates, hooks), so adding a method never touches the loop. Three optional hooks let a method
+shape its run without owning the loop: ``lr_scale(step)``, ``on_step_end(step)`` and ``finalize()``.
 """
 from __future__ import annotations
 
@@ -57,6 +58,17 @@ class Method:
 
     def step(self, batch: Batch, step: int, teacher) -> StepOutput:
         raise NotImplementedError
+
+    # -- optional loop hooks (generic; the defaults make them no-ops) -----------------------------
+    def lr_scale(self, step: int) -> float:
+        """Multiplier on the scheduled lr of this step (LP-FT's probe stage uses a larger one)."""
+        return 1.0
+
+    def on_step_end(self, step: int) -> None:
+        """Called after the optimizer step (and the teacher update), e.g. to merge adapters."""
+
+    def finalize(self) -> None:
+        """Called once after the last step, before the final evaluation and checkpoint (WiSE-FT)."""
 
     def classifier_head(self, classnames: list[str]):
         """A trained head (C, d) -> logits for these classes, or None to use the zero-shot text head."""

@@ -63,7 +63,7 @@ def _direction(z_t: torch.Tensor, z_s: torch.Tensor) -> dict[str, torch.Tensor]:
         "teacher_student_accuracy_diff": t_acc - s_acc,
         "teacher_gt_prob": p[diag, diag].mean(),
         "student_gt_prob": q[diag, diag].mean(),
-        "teacher_effective_temperature": math.log(b) / ent.clamp_min(EPS),
+        "teacher_effective_temperature": math.log(b) / ent.clamp_min(EPS),   # tensor, like the others
     }
 
 
@@ -81,12 +81,17 @@ def teacher_student_stats(teacher_logits: torch.Tensor, student_logits: torch.Te
     zs_t = student_logits.t() if student_logits_text is None else student_logits_text
     img = _direction(teacher_logits.float(), student_logits.float())
     txt = _direction(zt_t.float(), zs_t.float())
+    keys = list(img)
+    # one device->host copy for all 24 values (a float() per statistic would sync the GPU 24 times)
+    values = torch.stack([torch.as_tensor(img[k], dtype=torch.float32) for k in keys] +
+                         [torch.as_tensor(txt[k], dtype=torch.float32) for k in keys]).tolist()
+    v_img, v_txt = dict(zip(keys, values[:len(keys)])), dict(zip(keys, values[len(keys):]))
     out: dict[str, float] = {}
-    for key in img:
-        out[f"{key}_img"] = float(img[key])
-        out[f"{key}_text"] = float(txt[key])
+    for key in keys:
+        out[f"{key}_img"] = v_img[key]
+        out[f"{key}_text"] = v_txt[key]
         if key != "teacher_student_top5_alignment":
-            out[f"{key}_combined"] = 0.5 * (float(img[key]) + float(txt[key]))
+            out[f"{key}_combined"] = 0.5 * (v_img[key] + v_txt[key])
     return out
 
 

@@ -1,7 +1,9 @@
 """The training loop: read it top to bottom (spec §1.4 pseudo-code, §6 optimiser).
 
     for s in 0..T-1: set lr(s) -> batch -> method terms (student fwd, teacher fwd for s > 0, stats)
-                     -> backward -> optional clip -> AdamW step -> teacher.update(student, s) -> hooks
+                     -> backward -> optional clip -> AdamW step -> teacher.update(student, s)
+                     -> method.on_step_end(s) -> hooks
+    method.finalize() -> final evaluation -> final checkpoint
 
 It reports only through hooks; it never touches the run store.
 """
@@ -45,6 +47,7 @@ def _step_scalars(terms, stats, loss, lr, grad_norm, parts: Parts, dt: float) ->
 def _train_step(parts: Parts, step: int, cfg: RunConfig):
     """One optimisation step; returns (terms, stats, loss, lr, grad_norm)."""
     lr = cosine_lr(step, cfg.optim.lr, cfg.optim.warmup_steps, parts.total_steps, cfg.optim.min_lr)
+    lr *= parts.method.lr_scale(step)                  # 1.0 except in stage-wise methods (LP-FT's probe)
     for group in parts.optimizer.param_groups:
         group["lr"] = lr
     batch = next(parts.batches)
@@ -61,13 +64,17 @@ def _train_step(parts: Parts, step: int, cfg: RunConfig):
     parts.optimizer.step()
     if parts.teacher is not None:
         parts.teacher.update(parts.student, step)     # after the optimizer step: absorbs theta_{s+1}
+    parts.method.on_step_end(step)
     return out.terms, out.stats, loss.detach(), lr, grad_norm
 
 
 def _evaluate(parts: Parts, step: int, final: bool):
-    return evaluate_sets(step, parts.student, parts.tokenizer, parts.eval_sets, parts.cfg.data.eval_batch_size,
-                         parts.device, method=parts.method, teacher=parts.teacher if final else None,
-                         autocast=parts.autocast())
+    report = evaluate_sets(step, parts.student, parts.tokenizer, parts.eval_sets, parts.cfg.data.eval_batch_size,
+                           parts.device, method=parts.method, teacher=parts.teacher if final else None,
+                           autocast=parts.autocast())
+    if parts.similarity is not None:    # per-layer CKA/SVCCA on the fixed probe, teacher pairs at every eval
+        report.similarities = parts.similarity.rows(parts.student, parts.teacher)
+    return report
 
 
 def _checkpoint(parts: Parts, output_dir, step: int, hooks: Hooks) -> str:
@@ -84,7 +91,7 @@ def run(config: RunConfig, hooks: Hooks | None = None, *, output_dir: str | Path
     parts = build_parts(config)
     hooks.on_start(RunInfo(config.to_dict(), parts.total_steps, str(parts.device), parts.precision,
                            parts.n_params, parts.n_trainable, parts.versions))
-    series: dict[tuple[str, str], list] = defaultdict(list)    # teacher statistics kept for the summaries
+    series: dict[tuple[str, str], list] = defaultdict(list)    # step statistics and step time, for the summaries
     status, error, step_done, ckpt, t0 = "done", "", 0, "", time.perf_counter()
     try:
         first = None
@@ -94,10 +101,15 @@ def run(config: RunConfig, hooks: Hooks | None = None, *, output_dir: str | Path
         for step in range(parts.total_steps if parts.method.trains else 0):
             t_step = time.perf_counter()
             terms, stats, loss, lr, grad_norm = _train_step(parts, step, config)
-            scalars = _step_scalars(terms, stats, loss, lr, grad_norm, parts, time.perf_counter() - t_step)
+            scalars = _step_scalars(terms, stats, loss, lr, grad_norm, parts, 0.0)
+            # timed after the scalars' .item() calls: on CUDA they wait for this step's backward and
+            # optimizer kernels, so the step time is the real per-step cost, not the launch time
+            scalars[("step_time", "")] = time.perf_counter() - t_step
             hooks.on_step(step, scalars)
             for key in stats:
                 series[split_stat_key(key)].append((step, stats[key]))
+            if step >= 2:   # steps 0-1 pay one-off costs (lazy init, allocator); the bench reads the mean
+                series[("step_time", "")].append((step, scalars[("step_time", "")]))
             step_done = step + 1
             if config.train.eval_every and step_done % config.train.eval_every == 0 and step_done < parts.total_steps:
                 hooks.on_eval(_evaluate(parts, step_done, final=False))
@@ -106,6 +118,8 @@ def run(config: RunConfig, hooks: Hooks | None = None, *, output_dir: str | Path
             if hooks.should_stop():
                 status = "cancelled"
                 break
+        if parts.method.trains:
+            parts.method.finalize()                   # e.g. WiSE-FT's interpolation, before the final eval
         final = _evaluate(parts, step_done, final=True) if parts.method.trains else first
         if parts.method.trains:
             hooks.on_eval(final)
