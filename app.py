@@ -23,6 +23,10 @@ PAGES = [
     st.Page("pages/dynamics.py", title="Live dynamics", icon=":material/monitoring:"),
     st.Page("pages/kernel.py", title="Teacher kernel", icon=":material/functions:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_view:"),
+    st.Page("pages/calibration.py", title="Calibration", icon=":material/speed:"),
+    st.Page("pages/representations.py", title="Representations", icon=":material/hub:"),
+    st.Page("pages/attributions.py", title="Attributions", icon=":material/image_search:"),
+    st.Page("pages/robustness.py", title="Robustness", icon=":material/shield:"),
 ]
 
 

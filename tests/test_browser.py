@@ -32,7 +32,9 @@ DEMO = ["train.steps=40", "model.pretrained=none", "data.train_set=synthetic", '
         "data.batch_size=16", "data.max_eval_samples=64", "train.eval_every=20", "optim.warmup_steps=5",
         "train.threads=1"]
 PAGES = [("Launch", "Launch a run"), ("Teacher kernel", "Teacher kernel explorer"), ("Runs", "Runs"),
-         ("Live dynamics", "Training dynamics"), ("Home", "TRACER Studio")]
+         ("Live dynamics", "Training dynamics"), ("Calibration", "Calibration"),
+         ("Representations", "Representations"), ("Attributions", "Attributions"), ("Robustness", "Robustness"),
+         ("Home", "TRACER Studio")]
 # points per chart title, read from the plotly graph divs (gd.data); Streamlit's theme wraps titles in <b>
 POINTS_JS = """() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')].map(gd =>
   [((gd.layout || {}).title || {}).text || '', (gd.data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0)]))"""

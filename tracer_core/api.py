@@ -434,3 +434,14 @@ def kernel_view(total_steps: int, at_step: int, *, beta: float = 0.5, wma_every:
                        "lag at end (steps)": float(prof["lag"][-1])})
     return KernelView(pd.concat(w_rows, ignore_index=True), pd.concat(p_rows, ignore_index=True),
                       pd.DataFrame(s_rows).set_index("teacher"), width)
+
+
+# -- analysis pages (calibration, representations, attributions, robustness): tracer_core/api_analysis.py --
+
+def __getattr__(name: str) -> Any:
+    """``api.<name>`` for api_analysis.__all__, resolved lazily (api_analysis uses this module's helpers, so
+    an eager import here would be circular; neither module imports torch at import time)."""
+    from tracer_core import api_analysis
+    if name in api_analysis.__all__:
+        return getattr(api_analysis, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -337,3 +337,14 @@ def style_best(table: pd.DataFrame, directions: Mapping[str, bool | None], fmt: 
     for c in numeric:
         text[c] = [("–" if pd.isna(v) else fmt.format(v)) for v in table[c]]
     return text.style.apply(_mark)
+
+
+# -- analysis pages: tracer_core/charts_analysis.py ------------------------------------------------------------
+
+def __getattr__(name: str):
+    """``charts.<name>`` for charts_analysis.__all__, resolved lazily (charts_analysis uses this module's
+    helpers, so an eager import here would be circular)."""
+    from tracer_core import charts_analysis
+    if name in charts_analysis.__all__:
+        return getattr(charts_analysis, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,87 @@
+"""Attributions: which pixels drive one class's zero-shot score, for the pretrained model, the student and the
+teacher of a run checkpoint side by side (Integrated Gradients, Saliency, Occlusion, Grad-CAM)."""
+import streamlit as st
+
+import tracer_core.api as api
+import tracer_core.charts as charts
+
+svc: api.Services = st.session_state["svc"]
+st.title("Attributions")
+st.caption("The attributed score is the zero-shot logit of the chosen class (image embedding · class prompt "
+           "embedding). Computed on demand on the CPU for one image; results are cached per checkpoint.")
+
+runs = api.analysis_runs(svc, "checkpoint")
+if runs.empty:
+    st.info(api.NO_CHECKPOINT + " Start a run on **Launch** (or the demo on **Home**) and open this page when it "
+            "has finished.")
+    st.stop()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint's models…")
+def models(path: str) -> api.CheckpointModels:
+    return api.load_checkpoint_models(path)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def set_info(path: str, dataset: str) -> dict:
+    return api.eval_set_info(models(path), dataset)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def maps(path: str, dataset: str, index: int, target: int, methods: tuple, ig_steps: int):
+    return api.attribution_maps(models(path), dataset, index, target, methods, ig_steps)
+
+
+labels = dict(zip(runs["run_id"], runs["label"] + " — " + runs["strategy"] + " (" + runs["status"] + ")"))
+c = st.columns([3, 2])
+run_id = c[0].selectbox("Run", list(labels), format_func=labels.get, key="attr_run")
+ckpts = api.checkpoints_for_run(svc, run_id)
+ckpts = ckpts[ckpts["exists"]]
+path = c[1].selectbox("Checkpoint", ckpts["path"].tolist(), key="attr_ckpt",
+                      format_func=lambda p: f"step {int(ckpts.set_index('path').at[p, 'step'])}")
+try:
+    cm = models(path)
+except (ValueError, OSError, RuntimeError) as e:
+    st.error(f"Could not load the checkpoint {path}: {e}")
+    st.stop()
+if cm.models.get("teacher") is None:
+    st.caption("This run has no teacher: pretrained and student only.")
+
+c = st.columns([2, 2, 3])
+dataset = c[0].selectbox("Eval set", cm.eval_sets, key="attr_set", help="The run's evaluation sets, ID first")
+info = set_info(path, dataset)
+if not 0 <= st.session_state.get("attr_index", 0) < info["n"]:
+    st.session_state.pop("attr_index")
+if st.session_state.get("attr_class", -1) not in range(-1, len(info["classnames"])):
+    st.session_state.pop("attr_class")
+index = int(c[1].number_input(f"Image index (0–{info['n'] - 1})", 0, info["n"] - 1, 0, key="attr_index"))
+true = info["labels"][index]
+classes = [-1] + list(range(len(info["classnames"])))
+target = c[2].selectbox("Class to explain", classes, key="attr_class",
+                        help=f"Image {index} is a “{info['classnames'][true]}”", format_func=lambda k: "the image's true label" if k < 0 else f"{k}: {info['classnames'][k]}")
+c = st.columns([4, 2, 2])
+methods = c[0].multiselect("Methods", list(api.ATTR_METHODS), default=list(api.ATTR_METHODS), key="attr_methods",
+                           format_func=api.ATTR_METHODS.get)
+ig_steps = c[1].slider("IG steps", 4, 64, 8, key="attr_ig_steps", help="Integration points of Integrated Gradients")
+request = (path, dataset, index, true if target < 0 else int(target), tuple(methods), int(ig_steps))
+if c[2].button("Compute attributions", type="primary", key="attr_compute", icon=":material/insights:",
+               disabled=not methods):
+    st.session_state["attr_request"] = request
+
+if st.session_state.get("attr_request") != request:
+    st.info("Choose an image and a class, then press **Compute attributions** (a few seconds on the CPU).")
+    st.stop()
+try:
+    with st.spinner("Computing attributions for each model…"):
+        result = maps(*request)
+except (ValueError, RuntimeError) as e:
+    st.error(f"Could not compute the attributions: {e}")
+    st.stop()
+st.plotly_chart(charts.attribution_figure(result), key="attr_figure", width="stretch")
+st.caption("Heat = |attribution|, min-max normalised per map (captum's absolute-value view). Integrated Gradients: "
+           "path integral of the gradient from a black image; Saliency: |gradient|; Occlusion: score drop when a "
+           "patch-sized window is blacked out; Grad-CAM: penultimate ViT block (the last block's patch tokens do not "
+           "reach the CLS output).")
+st.dataframe(result.predictions.drop(columns="role"), hide_index=True, width="stretch", key="attr_predictions",
+             column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in result.predictions.columns
+                            if c.startswith("p(")})
