@@ -10,6 +10,9 @@ presets = api.presets()
 preset = st.selectbox("Preset", presets["preset"].tolist(), key="launch_preset",
                       index=presets["preset"].tolist().index("tracer") if "tracer" in presets["preset"].tolist() else 0)
 st.caption(presets.set_index("preset").at[preset, "description"] or "No description.")
+st.info("**FT2B** and **GRACE** are reconstructions: their papers' method sections are not public, so the "
+        "formulas follow our reference notes and every unknown value is a `method_params.*` setting.",
+        icon=":material/info:")
 try:
     v = api.form_values(preset)
     datasets = api.list_datasets()
