@@ -142,6 +142,10 @@ def test_demo_goes_live_and_every_page_renders(server):
                 if link == "Home":      # the second tab sees the runs the first tab's demo queued
                     expect(tab.get_by_test_id("stMetric").filter(has_text="Runs in store")).to_contain_text("3")
                 if link == "Teacher kernel":
+                    # wait for the charts (a fixed sleep flaked while a run was starting on the other core)
+                    tab.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3",
+                                          timeout=30_000)
+                    _wait_until(lambda: len(tab.evaluate(POINTS_JS)) >= 3, 30, "the kernel charts to draw")
                     titles = tab.evaluate(POINTS_JS)
                     assert len(titles) >= 3 and all(n > 0 for n in titles.values()), titles
                 tab.screenshot(path=str(SHOTS / f"{link.lower().replace(' ', '_')}.png"))

@@ -283,3 +283,122 @@ def test_idempotency_key_depends_on_config_and_token():
     a, b = tiny(3), tiny(4)
     assert idempotency_key(a, "t") == idempotency_key(tiny(3), "t")
     assert len({idempotency_key(a, "t"), idempotency_key(a, "u"), idempotency_key(b, "t")}) == 3
+
+
+# -- warm start: a pre-warmed spare worker takes the next run ---------------------------------------------------
+
+def run_rows(data_dir, run_id):
+    """Everything a run reported, minus what is timing rather than result."""
+    store = RunStore(data_dir, refresh_interval_s=0.0)
+    s, ev = store.series([run_id], max_points=None), store.evaluations([run_id])
+    store.close()
+    s = s[s.name != "step_time"].sort_values(["step", "name", "context"])
+    ev = ev.sort_values(["step", "dataset", "metric"])
+    return (s[["step", "name", "context", "value"]].to_numpy().tolist(),
+            ev[["step", "dataset", "metric", "value"]].to_numpy().tolist())
+
+
+def test_warm_worker_runs_a_job_with_the_same_results_as_a_cold_start(tmp_path):
+    results = {}
+    for mode in ("cold", "warm"):
+        runner = JobRunner(tmp_path / mode, warm=mode == "warm", poll_s=0.05)
+        try:
+            spare = runner.warm_pid if runner.wait_warm(timeout=180) else None
+            assert (spare is not None) == (mode == "warm")
+            run_id = runner.submit(tiny(5, "train.eval_every=2"))
+            final = runner.wait(run_id, timeout=180)
+            assert (final.status, final.steps_done) == ("done", 5)
+            assert ("warm start" in (tmp_path / mode / "runs" / run_id / schema.WORKER_LOG).read_text()) == \
+                (mode == "warm") == (final.pid == spare)        # the spare ran it
+            if mode == "warm":
+                until(lambda: runner.warm_pid not in (None, spare), "the next spare")
+        finally:
+            runner.shutdown(cancel_running=True)
+        results[mode] = run_rows(tmp_path / mode, run_id)
+    assert results["warm"][0] and results["warm"][1]
+    assert results["warm"] == results["cold"]
+
+
+def test_cancel_and_sigterm_escalation_on_warm_workers(runner, data_dir):
+    assert runner.warm and runner.wait_warm(timeout=180)
+    spare = runner.warm_pid
+    run_id = runner.submit(tiny(100_000))
+    until(lambda: runner.status(run_id).steps_done >= 2, "two steps on the warm worker")
+    assert runner.status(run_id).pid == spare
+    assert runner.warm_pid is None            # by default no next spare warms up beside a running run
+    assert runner.cancel(run_id)                               # the cancel file, seen at the next step
+    final = runner.wait(run_id, timeout=120)
+    st = read_json(data_dir / "runs" / run_id / "status.json")
+    assert final.status == "cancelled" and st["step"] - st["stop_requested_step"] <= 1
+
+    runner.cancel_grace_s = 0.0                                # now SIGTERM at once: the worker's handler
+    runner.spare_while_running = True
+    assert runner.wait_warm(timeout=180)                       # the runner was idle: a new spare
+    second = runner.warm_pid
+    run_id = runner.submit(tiny(100_000, "train.seed=1"))
+    until(lambda: runner.status(run_id).steps_done >= 1, "a step on the second warm worker")
+    assert runner.status(run_id).pid == second
+    until(lambda: runner.warm_pid not in (None, second), "a third spare beside the running run")
+    assert runner.cancel(run_id)
+    final = runner.wait(run_id, timeout=120)
+    assert final.status == "cancelled" and not pid_alive(second)
+
+
+def test_dead_spare_falls_back_to_a_cold_start(runner, data_dir, monkeypatch):
+    def run_cold_after(kill_spare):
+        assert runner.wait_warm(timeout=180)
+        spare = runner.warm_pid
+        run_id = kill_spare(spare)
+        final = runner.wait(run_id, timeout=180)
+        log = (data_dir / "runs" / run_id / schema.WORKER_LOG).read_text()
+        assert final.status == "done" and final.pid != spare and "warm start" not in log, (final, spare, log)
+
+    def dead_before_the_hand_over(spare):
+        with runner._lock:                  # hold the supervisor off: the submit must meet the dead spare
+            os.kill(spare, signal.SIGKILL)
+            until(lambda: not pid_alive(spare), "the spare to die")
+            return runner.submit(tiny(3))
+
+    def dead_after_the_hand_over(spare):    # stopped, it cannot read the run folder it is handed
+        os.kill(spare, signal.SIGSTOP)
+        run_id = runner.submit(tiny(3, "train.seed=1"))
+        until(lambda: runner.status(run_id).queue_position is None, "the hand-over")
+        os.kill(spare, signal.SIGKILL)
+        return run_id
+
+    run_cold_after(dead_before_the_hand_over)
+    run_cold_after(dead_after_the_hand_over)
+    assert runner.warm and runner.wait_warm(timeout=180)      # warm starts stay on after two failures
+    monkeypatch.setenv("TRACER_WARM_WORKER", "0")
+    off = JobRunner(data_dir / "off", poll_s=0.05)
+    try:
+        assert not off.warm and not off.wait_warm(timeout=1) and off.warm_pid is None
+    finally:
+        off.shutdown()
+
+
+SPARE_HOLDER = textwrap.dedent("""
+    import sys, time
+    from tracer_core.jobs.runner import JobRunner
+    runner = JobRunner(sys.argv[1], poll_s=0.05, warm=True)
+    assert runner.wait_warm(timeout=180)
+    print(runner.warm_pid, flush=True)
+    time.sleep(600)
+""")
+
+
+def test_shutdown_and_parent_death_leave_no_spare_behind(data_dir):
+    for wait_ready in (True, False):                           # idle, and still warming up
+        runner = JobRunner(data_dir, poll_s=0.05, warm=True)
+        pid = runner.warm_pid if wait_ready and runner.wait_warm(timeout=180) else \
+            until(lambda: runner.warm_pid, "a spare to start")
+        runner.shutdown()
+        assert not pid_alive(pid) and runner.warm_pid is None
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen([sys.executable, "-c", SPARE_HOLDER, str(data_dir)], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    pid = int(holder.stdout.readline())
+    assert pid_alive(pid)
+    holder.kill()                                              # the dashboard dies without a shutdown
+    holder.wait()
+    until(lambda: not pid_alive(pid), "the orphaned spare to exit")

