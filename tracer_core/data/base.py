@@ -111,3 +111,12 @@ def caption_for(imageset: ImageSet, index_or_label: int, rng=None) -> str:
     if not 0 <= i < len(imageset.classnames):
         raise DataError(f"dataset {imageset.name!r}: label {i} out of range [0, {len(imageset.classnames)})")
     return imageset.templates[_randbelow(rng, len(imageset.templates))].format(imageset.classnames[i])
+
+
+def take(dataset: ImageSet, idx) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (n,3,H,W) and labels (n,) at ``idx``: tensor indexing for in-memory sets, else decode each."""
+    tensors = dataset.tensors()
+    if tensors is not None:
+        return tensors[0][idx], tensors[1][idx]
+    items = [dataset[int(i)] for i in idx]
+    return torch.stack([im for im, _ in items]), torch.tensor([lab for _, lab in items], dtype=torch.long)

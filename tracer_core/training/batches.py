@@ -10,6 +10,7 @@ from typing import Iterator
 
 import torch
 
+from ..data.base import take
 from ..methods.base import Batch
 
 
@@ -27,18 +28,12 @@ def batch_iterator(dataset, tokenizer, batch_size: int, seed: int, device) -> It
     n = len(dataset)
     if n < batch_size:
         raise ValueError(f"dataset {dataset.name!r} has {n} samples, fewer than batch_size={batch_size}")
-    tensors = dataset.tensors()
     table = _template_tokens(dataset, tokenizer) if dataset.captions is None else None
     while True:
         order = torch.randperm(n, generator=gen)
         for start in range(0, n - batch_size + 1, batch_size):
             idx = order[start:start + batch_size]
-            if tensors is not None:
-                images, labels = tensors[0][idx], tensors[1][idx]
-            else:
-                items = [dataset[int(i)] for i in idx]
-                images = torch.stack([im for im, _ in items])
-                labels = torch.tensor([lab for _, lab in items], dtype=torch.long)
+            images, labels = take(dataset, idx)
             if table is not None:
                 t_idx = torch.randint(table.shape[1], (batch_size,), generator=gen)
                 tokens = table[labels, t_idx]                                   # (B, L)

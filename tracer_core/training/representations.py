@@ -18,6 +18,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from ..data.base import take
 from ..metrics.similarity import linear_cka, linear_cka_debiased, svcca
 from ..models.taps import LayerKey, collect_features
 
@@ -44,13 +45,7 @@ def make_probe(dataset, tokenizer, n: int, seed: int = 0) -> Probe:
         raise ValueError(f"similarity probe needs at least {MIN_PROBE} samples, {dataset.name!r} gives {n}")
     gen = torch.Generator().manual_seed(int(seed))       # private: the training RNG stream is unaffected
     idx = torch.randperm(len(dataset), generator=gen)[:n]
-    tensors = dataset.tensors()
-    if tensors is not None:
-        images, labels = tensors[0][idx], tensors[1][idx]
-    else:
-        items = [dataset[int(i)] for i in idx]
-        images = torch.stack([im for im, _ in items])
-        labels = torch.tensor([lab for _, lab in items], dtype=torch.long)
+    images, labels = take(dataset, idx)
     if dataset.captions is not None:
         texts = [dataset.captions[int(i)] for i in idx]
     else:
