@@ -32,13 +32,11 @@ def maps(path: str, dataset: str, index: int, target: int, methods: tuple, ig_st
     return api.attribution_maps(models(path), dataset, index, target, methods, ig_steps)
 
 
-labels = dict(zip(runs["run_id"], runs["label"] + " — " + runs["strategy"] + " (" + runs["status"] + ")"))
+labels = api.run_choices(runs, with_status=True)
 c = st.columns([3, 2])
 run_id = c[0].selectbox("Run", list(labels), format_func=labels.get, key="attr_run")
-ckpts = api.checkpoints_for_run(svc, run_id)
-ckpts = ckpts[ckpts["exists"]]
-path = c[1].selectbox("Checkpoint", ckpts["path"].tolist(), key="attr_ckpt",
-                      format_func=lambda p: f"step {int(ckpts.set_index('path').at[p, 'step'])}")
+ckpts = api.checkpoint_choices(svc, run_id)
+path = c[1].selectbox("Checkpoint", list(ckpts), key="attr_ckpt", format_func=ckpts.get)
 try:
     cm = models(path)
 except (ValueError, OSError, RuntimeError) as e:

@@ -16,11 +16,8 @@ if runs.empty:
             "the demo on **Home** or a run on **Launch**, then come back here.")
     st.stop()
 
-labels = dict(zip(runs["run_id"], runs["label"] + " — " + runs["strategy"]))
-if "cal_runs" not in st.session_state:
-    st.session_state["cal_runs"] = runs["run_id"].head(3).tolist()
-else:
-    st.session_state["cal_runs"] = [r for r in st.session_state["cal_runs"] if r in labels]
+labels = api.run_choices(runs)
+st.session_state["cal_runs"] = api.keep_valid(st.session_state.get("cal_runs"), labels, default=runs["run_id"].head(3))
 selected = st.multiselect("Runs", list(labels), format_func=labels.get, key="cal_runs",
                           placeholder="Choose runs to compare", max_selections=8)
 if not selected:

@@ -15,13 +15,10 @@ if runs.empty:
     st.page_link("pages/home.py", label="Go to the demo", icon=":material/home:")
     st.stop()
 
-labels = dict(zip(runs["run_id"], runs["label"] + " — " + runs["strategy"] + " (" + runs["status"] + ")"))
-if "dynamics_runs" in st.session_state:   # hand-off from Home / Launch / Runs
-    st.session_state["dyn_runs"] = [r for r in st.session_state.pop("dynamics_runs") if r in labels]
-elif "dyn_runs" not in st.session_state:
-    st.session_state["dyn_runs"] = runs["run_id"].head(3).tolist()
-else:
-    st.session_state["dyn_runs"] = [r for r in st.session_state["dyn_runs"] if r in labels]
+labels = api.run_choices(runs, with_status=True)
+handoff = st.session_state.pop("dynamics_runs", None)   # hand-off from Home / Launch / Runs
+st.session_state["dyn_runs"] = api.keep_valid(handoff if handoff is not None else st.session_state.get("dyn_runs"),
+                                              labels, default=runs["run_id"].head(3))
 selected = st.multiselect("Runs", list(labels), format_func=labels.get, key="dyn_runs",
                           placeholder="Choose runs to compare")
 

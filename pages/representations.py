@@ -17,12 +17,11 @@ if runs.empty:
             "train.similarity_probe > 0 (the default): start a run on **Launch** or the demo on **Home**.")
     st.stop()
 
-labels = dict(zip(runs["run_id"], runs["label"] + " — " + runs["strategy"]))
-if "rep_runs" not in st.session_state:      # default: the latest EMA-teacher and WMA-teacher runs, side by side
-    pick = [runs.loc[runs["teacher"] == t, "run_id"].iloc[0] for t in ("ema", "wma") if (runs["teacher"] == t).any()]
-    st.session_state["rep_runs"] = pick or runs["run_id"].head(2).tolist()
-else:
-    st.session_state["rep_runs"] = [r for r in st.session_state["rep_runs"] if r in labels]
+labels = api.run_choices(runs)
+# default: the latest EMA-teacher and WMA-teacher runs, side by side
+pick = [runs.loc[runs["teacher"] == t, "run_id"].iloc[0] for t in ("ema", "wma") if (runs["teacher"] == t).any()]
+st.session_state["rep_runs"] = api.keep_valid(st.session_state.get("rep_runs"), labels,
+                                              default=pick or runs["run_id"].head(2).tolist())
 selected = st.multiselect("Runs (one panel each)", list(labels), format_func=labels.get, key="rep_runs",
                           max_selections=4, placeholder="Choose runs, e.g. an EMA- and a WMA-teacher run")
 if not selected:

@@ -32,14 +32,11 @@ def wise(path: str, id_set: str, ood_sets: tuple, n_alphas: int, n: int):
 
 
 done = runs[runs["status"] == "done"]
-choices = done if not done.empty else runs
-labels = dict(zip(choices["run_id"], choices["label"] + " — " + choices["strategy"]))
+labels = api.run_choices(done if not done.empty else runs)
 c = st.columns([3, 2])
 run_id = c[0].selectbox("Finished run", list(labels), format_func=labels.get, key="rob_run")
-ckpts = api.checkpoints_for_run(svc, run_id)
-ckpts = ckpts[ckpts["exists"]]
-path = c[1].selectbox("Checkpoint", ckpts["path"].tolist(), key="rob_ckpt",
-                      format_func=lambda p: f"step {int(ckpts.set_index('path').at[p, 'step'])}")
+ckpts = api.checkpoint_choices(svc, run_id)
+path = c[1].selectbox("Checkpoint", list(ckpts), key="rob_ckpt", format_func=ckpts.get)
 if done.empty:
     st.warning("No run has finished yet: showing the latest checkpoint of an unfinished run.")
 try:

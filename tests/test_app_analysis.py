@@ -278,3 +278,54 @@ def test_wise_curve_endpoints_are_the_two_models(seeded):
         assert len(rows) == 4 and set(rows["split"]) == {"id", "ood"}
     finally:
         svc.close()
+
+
+# -- run and checkpoint pickers (pure helpers the pages share) ----------------------------------------------------
+
+def test_run_and_checkpoint_choices(tmp_path):
+    """Labels as the pickers show them, and only checkpoint files that still exist, newest first."""
+    from tracer_core import api
+    from tracer_core.config import RunConfig, TeacherConfig
+    from tracer_core.store.writer import RunWriter
+
+    data_dir, ckpt_dir = tmp_path / "data", tmp_path / "ckpts"
+    ckpt_dir.mkdir()
+    kept = {s: ckpt_dir / f"step_{s:06d}.pt" for s in (4, 12)}
+    for p in kept.values():
+        p.write_bytes(b"x")
+    with RunWriter.create(RunConfig(name="alpha", method="tracer", teacher=TeacherConfig(kind="ema")), data_dir) as w:
+        w.on_checkpoint(4, str(kept[4]))
+        w.on_checkpoint(8, str(ckpt_dir / "step_000008.pt"))       # recorded, but the file is gone
+        w.on_checkpoint(12, str(kept[12]))
+    alpha = w.run_id
+    failed = RunWriter.create(RunConfig(name="beta", method="ft"), data_dir)
+    failed.close("failed", "boom")
+    svc = api.open_services(data_dir)
+    try:
+        runs = api.runs_table(svc, with_results=False)
+        choices = api.run_choices(runs)
+        assert list(choices) == runs["run_id"].tolist()                # the frame's order
+        assert choices == {alpha: "alpha — TRACER (EMA teacher)", failed.run_id: "beta — FT"}
+        assert api.run_choices(runs, with_status=True) == {alpha: "alpha — TRACER (EMA teacher) (done)",
+                                                           failed.run_id: "beta — FT (failed)"}
+        assert api.run_choices(runs.iloc[:0]) == {}
+        assert api.analysis_runs(svc, "checkpoint")["run_id"].tolist() == [alpha]
+
+        ckpts = api.checkpoint_choices(svc, alpha)
+        assert list(ckpts.items()) == [(str(kept[12]), "step 12"), (str(kept[4]), "step 4")]
+        assert api.checkpoint_choices(svc, failed.run_id) == {}
+        kept[12].unlink()                                              # deleted since: no longer offered
+        assert api.checkpoint_choices(svc, alpha) == {str(kept[4]): "step 4"}
+    finally:
+        svc.close()
+
+
+def test_keep_valid_drops_stale_selections():
+    from tracer_core import api
+
+    choices = {"r3": "c", "r2": "b", "r1": "a"}
+    assert api.keep_valid(["r1", "gone", "r3"], choices) == ["r1", "r3"]           # the user's order is kept
+    assert api.keep_valid([], choices, default=["r3"]) == []                        # an emptied selection stays empty
+    assert api.keep_valid(None, choices, default=pd.Series(["r3", "r2"])) == ["r3", "r2"]   # unset: the default
+    assert api.keep_valid(None, choices) == []
+    assert api.keep_valid(["r1"], {}) == []

@@ -15,7 +15,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,8 @@ import pandas as pd
 __all__ = ["CAL_METRICS", "SIM_KINDS", "SIM_PAIRS", "ATTR_METHODS", "NO_CHECKPOINT", "CheckpointModels",
            "AttributionResult", "analysis_runs", "eval_sets_of", "calibration_steps", "reliability_frame",
            "fold_top_bin", "calibration_table", "calibration_trend", "similarity_frame", "checkpoints_for_run",
-           "load_checkpoint_models", "eval_set_info", "attribution_maps", "robustness_table", "wise_curve_frame"]
+           "load_checkpoint_models", "eval_set_info", "attribution_maps", "robustness_table", "wise_curve_frame",
+           "run_choices", "checkpoint_choices", "keep_valid"]
 
 CAL_METRICS = {"accuracy": "accuracy", "ece": "ECE", "ece_batch": "per-batch ECE (reference protocol)",
                "mce": "MCE", "nll": "NLL (nats)", "brier": "Brier"}
@@ -69,6 +70,19 @@ def analysis_runs(services, need: str) -> pd.DataFrame:
     else:
         raise ValueError(f"need must be evaluations, similarities or checkpoint, got {need!r}")
     return runs[runs["run_id"].isin(have)].reset_index(drop=True)
+
+
+def run_choices(runs: pd.DataFrame, with_status: bool = False) -> dict[str, str]:
+    """Options of a run picker, in the frame's order: run_id -> "label — strategy" (+ " (status)")."""
+    text = runs["label"] + " — " + runs["strategy"]
+    if with_status:
+        text = text + " (" + runs["status"] + ")"
+    return dict(zip(runs["run_id"], text))
+
+
+def keep_valid(selection: Sequence | None, choices: Mapping, default: Sequence = ()) -> list:
+    """A multiselect's stored value without the keys no longer in ``choices`` (``default`` when unset)."""
+    return [k for k in (default if selection is None else selection) if k in choices]
 
 
 def eval_sets_of(services, run_ids: Sequence[str]) -> list[str]:
@@ -210,6 +224,13 @@ def checkpoints_for_run(services, run_id: str) -> pd.DataFrame:
                         "exists": [p.is_file() for p in paths],
                         "size_mb": [p.stat().st_size / 2**20 if p.is_file() else np.nan for p in paths]})
     return out.sort_values("step", ascending=False).reset_index(drop=True)
+
+
+def checkpoint_choices(services, run_id: str) -> dict[str, str]:
+    """Options of a checkpoint picker: path -> "step N" of the run's checkpoints whose file still exists,
+    newest first (the default pick)."""
+    ck = checkpoints_for_run(services, run_id)
+    return {p: f"step {int(s)}" for p, s, ok in zip(ck["path"], ck["step"], ck["exists"]) if ok}
 
 
 @dataclass

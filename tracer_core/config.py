@@ -36,6 +36,24 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _check_range(section: str, obj: Any, names: str | Sequence[str], *, ge: float | None = None,
+                 gt: float | None = None, le: float | None = None, lt: float | None = None, why: str = "") -> None:
+    """Each field ``names`` of ``obj`` must satisfy the bounds (ge: >=, gt: >, le: <=, lt: <; NaN fails).
+    The error names the key: "loss.alpha_fd must be >= 0, got -1.0", "teacher.beta must be in [0, 1], got 2.0"."""
+    lo, hi = (ge if ge is not None else gt), (le if le is not None else lt)
+    if lo is not None and hi is not None:
+        rule = f"in {'[' if ge is not None else '('}{lo:g}, {hi:g}{']' if le is not None else ')'}"
+    elif lo is not None:
+        rule = f"{'>=' if ge is not None else '>'} {lo:g}"
+    else:
+        rule = f"{'<=' if le is not None else '<'} {hi:g}"
+    for name in [names] if isinstance(names, str) else names:
+        v = getattr(obj, name)
+        ok = ((ge is None or v >= ge) and (gt is None or v > gt) and (le is None or v <= le)
+              and (lt is None or v < lt))
+        _check(ok, f"{section}.{name} must be {rule}{why}, got {v}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # open_clip architecture name (e.g. "ViT-B-16") or a built-in tiny config ("tiny-vit").
@@ -62,9 +80,8 @@ class DataConfig:
     seed: int = 0                  # data seed (splits, synthetic worlds); the train seed is train.seed
 
     def validate(self) -> None:
-        _check(self.batch_size >= 2, f"data.batch_size must be >= 2 for a contrastive batch, got {self.batch_size}")
-        _check(self.eval_batch_size >= 1, "data.eval_batch_size must be >= 1")
-        _check(self.max_eval_samples >= 1, "data.max_eval_samples must be >= 1")
+        _check_range("data", self, "batch_size", ge=2, why=" for a contrastive batch")
+        _check_range("data", self, ("eval_batch_size", "max_eval_samples"), ge=1)
 
 
 @dataclass(frozen=True)
@@ -84,11 +101,9 @@ class LossConfig:
     label_smoothing: float = 0.0
 
     def validate(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            _check(v >= 0, f"loss.{f.name} must be >= 0, got {v}")
-        _check(self.distill_temperature > 0, "loss.distill_temperature must be > 0")
-        _check(self.label_smoothing < 1, "loss.label_smoothing must be < 1")
+        _check_range("loss", self, [f.name for f in fields(self)], ge=0)
+        _check_range("loss", self, "distill_temperature", gt=0)
+        _check_range("loss", self, "label_smoothing", lt=1)
 
     @property
     def any_alpha(self) -> bool:
@@ -135,26 +150,19 @@ class MethodParamsConfig:
     grace_gram_eps: float = 1e-6
 
     def validate(self) -> None:
-        p = "method_params."
-        for name in ("lp_fraction", "wise_alpha", "ft2b_magnitude"):
-            v = getattr(self, name)
-            _check(0.0 <= v <= 1.0, f"{p}{name} must be in [0, 1], got {v}")
-        _check(0.0 <= self.ft2b_cutout < 1.0, f"{p}ft2b_cutout must be in [0, 1), got {self.ft2b_cutout}")
-        for name in ("lp_lr_scale", "ft2b_temperature", "grace_lora_alpha"):
-            _check(getattr(self, name) > 0, f"{p}{name} must be > 0, got {getattr(self, name)}")
-        for name in ("ft2b_lambda_f", "ft2b_lambda_c", "grace_pgd_eps", "grace_pgd_step", "grace_awp_rho",
-                     "grace_lambda_lar", "grace_lambda_gv", "grace_gram_eps", "grace_pgd_steps",
-                     "grace_awp_rank", "grace_awp_steps", "grace_curvature_every"):
-            _check(getattr(self, name) >= 0, f"{p}{name} must be >= 0, got {getattr(self, name)}")
+        p = "method_params"
+        _check_range(p, self, ("lp_fraction", "wise_alpha", "ft2b_magnitude"), ge=0, le=1)
+        _check_range(p, self, "ft2b_cutout", ge=0, lt=1)
+        _check_range(p, self, ("lp_lr_scale", "ft2b_temperature", "grace_lora_alpha"), gt=0)
+        _check_range(p, self, ("ft2b_lambda_f", "ft2b_lambda_c", "grace_pgd_eps", "grace_pgd_step", "grace_awp_rho",
+                               "grace_lambda_lar", "grace_lambda_gv", "grace_gram_eps", "grace_pgd_steps",
+                               "grace_awp_rank", "grace_awp_steps", "grace_curvature_every"), ge=0)
         bad = [op for op in self.ft2b_ops if op not in FT2B_OPS]
         _check(not bad and len(self.ft2b_ops) > 0,
-               f"{p}ft2b_ops must be a non-empty list of {FT2B_OPS}, got {list(self.ft2b_ops)}")
-        _check(self.ft2b_num_ops >= 1, f"{p}ft2b_num_ops must be >= 1, got {self.ft2b_num_ops}")
-        _check(self.grace_lora_rank >= 1, f"{p}grace_lora_rank must be >= 1, got {self.grace_lora_rank}")
-        _check(0.0 <= self.grace_curvature_beta < 1.0,
-               f"{p}grace_curvature_beta must be in [0, 1), got {self.grace_curvature_beta}")
-        _check(50.0 <= self.grace_rank_percentile <= 100.0,
-               f"{p}grace_rank_percentile must be in [50, 100], got {self.grace_rank_percentile}")
+               f"{p}.ft2b_ops must be a non-empty list of {FT2B_OPS}, got {list(self.ft2b_ops)}")
+        _check_range(p, self, ("ft2b_num_ops", "grace_lora_rank"), ge=1)
+        _check_range(p, self, "grace_curvature_beta", ge=0, lt=1)
+        _check_range(p, self, "grace_rank_percentile", ge=50, le=100)
 
 
 @dataclass(frozen=True)
@@ -171,10 +179,8 @@ class TeacherConfig:
 
     def validate(self) -> None:
         _check(self.kind in TEACHER_KINDS, f"teacher.kind must be one of {TEACHER_KINDS}, got {self.kind!r}")
-        _check(self.beta > 0, f"teacher.beta must be > 0, got {self.beta}")
-        for name in ("momentum_start", "momentum_end", "momentum_warmup"):
-            v = getattr(self, name)
-            _check(0.0 <= v <= 1.0, f"teacher.{name} must be in [0, 1], got {v}")
+        _check_range("teacher", self, "beta", gt=0)
+        _check_range("teacher", self, ("momentum_start", "momentum_end", "momentum_warmup"), ge=0, le=1)
 
 
 @dataclass(frozen=True)
@@ -190,13 +196,11 @@ class OptimConfig:
     grad_norm_multiplier: float = 1.0  # g_1 = g_0 * multiplier (cosine rise)
 
     def validate(self) -> None:
-        _check(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
-        _check(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
-        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1/beta2 must be in [0, 1)")
-        _check(self.eps > 0, "optim.eps must be > 0")
-        _check(self.warmup_steps >= 0, "optim.warmup_steps must be >= 0")
-        _check(self.min_lr >= 0, "optim.min_lr must be >= 0")
-        _check(self.max_grad_norm >= 0, "optim.max_grad_norm must be >= 0")
+        _check_range("optim", self, "lr", gt=0)
+        _check_range("optim", self, "weight_decay", ge=0)
+        _check_range("optim", self, ("beta1", "beta2"), ge=0, lt=1)
+        _check_range("optim", self, "eps", gt=0)
+        _check_range("optim", self, ("warmup_steps", "min_lr", "max_grad_norm"), ge=0)
 
 
 @dataclass(frozen=True)
@@ -217,13 +221,12 @@ class TrainConfig:
     similarity_probe: int = 128
 
     def validate(self) -> None:
-        _check(self.steps >= 1, f"train.steps must be >= 1, got {self.steps}")
+        _check_range("train", self, "steps", ge=1)
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                f"train.device must be auto, cpu or cuda[:N], got {self.device!r}")
         _check(self.precision in ("auto", "fp32", "bf16"), f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
-        _check(self.trainable_layers >= -1, "train.trainable_layers must be >= -1")
-        for name in ("eval_every", "checkpoint_every", "threads"):
-            _check(getattr(self, name) >= 0, f"train.{name} must be >= 0")
+        _check_range("train", self, "trainable_layers", ge=-1)
+        _check_range("train", self, ("eval_every", "checkpoint_every", "threads"), ge=0)
         _check(self.similarity_probe == 0 or self.similarity_probe >= 4,
                f"train.similarity_probe must be 0 (off) or >= 4, got {self.similarity_probe}")
 
