@@ -1,6 +1,7 @@
 """Command line: ``python -m tracer_core <command>``.
 
     train --preset NAME [--set key=value ...] [--json]   fine-tune; runs land in the run store
+          (data-parallel: torchrun --nproc_per_node=N -m tracer_core train ...; rank 0 writes)
     presets                                             list presets
     pretrain [...]                                      pretrain the embedded tiny CLIP (see pretrain.py)
     runs / show / export / delete                       the run store (tracer_core/store/cli.py)
@@ -56,16 +57,20 @@ def _store_writer(cfg, args):
 
 def cmd_train(args) -> int:
     from .training import HookList, run
+    from .training.distributed import env_world
 
     cfg = load_config_file(args.config, args.set) if args.config else load_preset(args.preset, args.set)
-    writer = _store_writer(cfg, args)
-    hooks = HookList([_progress_hooks(cfg.train.steps, args.json or args.quiet), writer])
+    rank = env_world()[0]      # under torchrun only rank 0 writes the store and prints (training/distributed.py)
+    writer = _store_writer(cfg, args) if rank == 0 else None
+    hooks = HookList([_progress_hooks(cfg.train.steps, args.json or args.quiet or rank > 0), writer])
     out_dir = args.out or (str(writer.run_dir) if writer is not None else None)
     with writer if writer is not None else contextlib.nullcontext():   # closes the run folder's status
         summary = run(cfg, hooks, output_dir=out_dir)
     result = {"run_id": getattr(writer, "run_id", None), "status": summary.status, "steps": summary.steps,
               "wall_time_s": round(summary.wall_time_s, 3), "steps_per_s": round(summary.steps_per_s, 3),
               "final_eval": summary.final_eval, "summaries": summary.summaries, "checkpoint": summary.checkpoint}
+    if rank > 0:
+        return 0 if summary.status == "done" else 1
     if args.json:
         print(json.dumps(result, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
     else:

@@ -7,6 +7,7 @@ shape its run without owning the loop: ``lr_scale(step)``, ``on_step_end(step)``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -33,6 +34,8 @@ class MethodContext:
     classnames: list[str]
     templates: list[str]
     device: torch.device
+    # (b, d) local rows -> (world*b, d) rows of every torchrun rank, differentiable; identity in one process
+    gather: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
 
 
 class Method:

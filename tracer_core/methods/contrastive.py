@@ -18,7 +18,9 @@ class ContrastiveMethod(Method):
 
     def step(self, batch: Batch, step: int, teacher) -> StepOutput:
         lc = self.cfg.loss
-        f_s, g_s, s_s = self.student(batch.images, batch.tokens)          # (B,d), (B,d), scalar
+        f_s, g_s, s_s = self.student(batch.images, batch.tokens)          # (b,d), (b,d), scalar
+        # under torchrun: the global batch's features, B = world*b (identity in one process; spec P8)
+        f_s, g_s = self.ctx.gather(f_s), self.ctx.gather(g_s)           # (B,d), (B,d)
         terms: dict[str, torch.Tensor] = {
             "clip_loss": clip_contrastive_loss(f_s, g_s, s_s, lc.label_smoothing)}
         terms.update(self._regularizers())
@@ -26,6 +28,7 @@ class ContrastiveMethod(Method):
         if teacher is not None and step > 0:
             with torch.no_grad():
                 f_t, g_t, s_t = teacher(batch.images, batch.tokens)
+                f_t, g_t = self.ctx.gather(f_t), self.ctx.gather(g_t)   # (B,d), (B,d)
             z_s, _ = clip_logits(f_s, g_s, s_s)
             z_t, _ = clip_logits(f_t, g_t, s_t)
             # statistics on the current batch, before this step's teacher update (P18); logging only

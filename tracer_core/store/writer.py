@@ -137,7 +137,8 @@ class RunWriter(Hooks):
             self._status.update(total=int(info.total_steps), started=time.time(), versions=versions,
                                 device=getattr(info, "device", ""), precision=getattr(info, "precision", ""),
                                 n_params=getattr(info, "n_params", None),
-                                n_trainable=getattr(info, "n_trainable", None))
+                                n_trainable=getattr(info, "n_trainable", None),
+                                world_size=int(getattr(info, "world_size", 1)))
         self._write_status()
 
     def on_step(self, step: int, scalars: Mapping[tuple[str, str], float]) -> None:

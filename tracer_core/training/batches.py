@@ -21,10 +21,17 @@ def _template_tokens(dataset, tokenizer) -> torch.Tensor:
     return tok.view(len(dataset.classnames), len(dataset.templates), -1)
 
 
-def batch_iterator(dataset, tokenizer, batch_size: int, seed: int, device) -> Iterator[Batch]:
+def batch_iterator(dataset, tokenizer, batch_size: int, seed: int, device, rank: int = 0,
+                   world_size: int = 1) -> Iterator[Batch]:
     """Reshuffle every epoch with a seeded generator; drop the last partial batch (a contrastive
-    batch needs >= 2 pairs and constant B keeps the per-step statistics comparable)."""
+    batch needs >= 2 pairs and constant B keeps the per-step statistics comparable).
+
+    ``batch_size`` is the global batch. Under torchrun every rank draws the same permutation and template
+    choices and keeps its contiguous shard [rank*b, (rank+1)*b), b = batch_size / world_size, so the ranks'
+    shards concatenated in rank order are the single-process batch (training/distributed.py).
+    """
     gen = torch.Generator().manual_seed(seed)
+    shard = slice(rank * (batch_size // world_size), (rank + 1) * (batch_size // world_size))
     n = len(dataset)
     if n < batch_size:
         raise ValueError(f"dataset {dataset.name!r} has {n} samples, fewer than batch_size={batch_size}")
@@ -32,11 +39,11 @@ def batch_iterator(dataset, tokenizer, batch_size: int, seed: int, device) -> It
     while True:
         order = torch.randperm(n, generator=gen)
         for start in range(0, n - batch_size + 1, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start:start + batch_size][shard]                        # (b,) this rank's rows
             images, labels = take(dataset, idx)
             if table is not None:
-                t_idx = torch.randint(table.shape[1], (batch_size,), generator=gen)
-                tokens = table[labels, t_idx]                                   # (B, L)
+                t_idx = torch.randint(table.shape[1], (batch_size,), generator=gen)[shard]   # drawn globally
+                tokens = table[labels, t_idx]                                   # (b, L)
             else:
                 tokens = tokenizer([dataset.captions[int(i)] for i in idx])
             yield Batch(images.to(device, non_blocking=True), tokens.to(device), labels.to(device))

@@ -24,6 +24,7 @@ class RunInfo:
     n_params: int
     n_trainable: int
     versions: dict[str, str] = field(default_factory=dict)
+    world_size: int = 1             # torchrun processes training this run (1 = a single process)
 
 
 @dataclass

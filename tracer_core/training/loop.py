@@ -1,11 +1,12 @@
 """The training loop: read it top to bottom (spec §1.4 pseudo-code, §6 optimiser).
 
     for s in 0..T-1: set lr(s) -> batch -> method terms (student fwd, teacher fwd for s > 0, stats)
-                     -> backward -> optional clip -> AdamW step -> teacher.update(student, s)
-                     -> method.on_step_end(s) -> hooks
+                     -> backward -> [torchrun: average gradients] -> optional clip -> AdamW step
+                     -> teacher.update(student, s) -> method.on_step_end(s) -> hooks
     method.finalize() -> final evaluation -> final checkpoint
 
-It reports only through hooks; it never touches the run store.
+It reports only through hooks; it never touches the run store. Under torchrun every rank runs this loop on
+its shard of each global batch; only rank 0 calls the hooks, evaluates and saves (training/distributed.py).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ..config import RunConfig
 from ..losses import total_loss
 from ..metrics.summaries import summarize
 from ..metrics.teacher_stats import split_stat_key
+from . import distributed
 from .checkpoint import save_checkpoint
 from .evaluate import evaluate_sets
 from .hooks import Hooks, RunInfo, RunSummary
@@ -54,18 +56,20 @@ def _train_step(parts: Parts, step: int, cfg: RunConfig):
     with parts.autocast():
         out = parts.method.step(batch, step, parts.teacher)
         loss = total_loss(out.terms)
-    if not torch.isfinite(loss):
+    logged = distributed.mean_scalar(loss, parts.dist)   # torchrun: mean over ranks, so all ranks agree on NaN
+    if not torch.isfinite(logged):
         bad = {k: float(v.detach()) for k, v in out.terms.items()}
         raise TrainingError(f"non-finite loss at step {step}: {bad}. Lower optim.lr or check the data.")
     parts.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    distributed.average_gradients(parts.params, parts.dist)        # no-op in one process
     clip = grad_clip_norm(step, cfg.optim.max_grad_norm, cfg.optim.grad_norm_multiplier, parts.total_steps)
     grad_norm = torch.nn.utils.clip_grad_norm_(parts.params, clip) if clip > 0 else None
     parts.optimizer.step()
     if parts.teacher is not None:
         parts.teacher.update(parts.student, step)     # after the optimizer step: absorbs theta_{s+1}
     parts.method.on_step_end(step)
-    return out.terms, out.stats, loss.detach(), lr, grad_norm
+    return out.terms, out.stats, logged.detach(), lr, grad_norm
 
 
 def _evaluate(parts: Parts, step: int, final: bool):
@@ -77,7 +81,18 @@ def _evaluate(parts: Parts, step: int, final: bool):
     return report
 
 
+def _eval_point(parts: Parts, hooks: Hooks, step: int, final: bool, report: bool = True):
+    """Rank 0 evaluates and reports (the only rank under torchrun that does); the other ranks wait for it."""
+    result = _evaluate(parts, step, final) if parts.dist.is_main else None
+    if result is not None and report:
+        hooks.on_eval(result)
+    distributed.barrier(parts.dist)
+    return result
+
+
 def _checkpoint(parts: Parts, output_dir, step: int, hooks: Hooks) -> str:
+    if not (output_dir and parts.dist.is_main):
+        return ""
     path = save_checkpoint(Path(output_dir) / "checkpoints" / f"step_{step:06d}.pt", student=parts.student,
                            teacher=parts.teacher, method=parts.method, optimizer=None, step=step,  # no Adam state: short runs are not resumed
                            config=parts.cfg.to_dict())
@@ -86,19 +101,26 @@ def _checkpoint(parts: Parts, output_dir, step: int, hooks: Hooks) -> str:
 
 
 def run(config: RunConfig, hooks: Hooks | None = None, *, output_dir: str | Path | None = None) -> RunSummary:
-    """Fine-tune according to ``config``; report through ``hooks``; return the run summary."""
-    hooks = hooks or Hooks()
+    """Fine-tune according to ``config``; report through ``hooks``; return the run summary.
+
+    Under torchrun (WORLD_SIZE > 1) this joins the process group; only rank 0 calls ``hooks``.
+    """
     parts = build_parts(config)
-    hooks.on_start(RunInfo(config.to_dict(), parts.total_steps, str(parts.device), parts.precision,
-                           parts.n_params, parts.n_trainable, parts.versions))
+    try:
+        return _run(parts, (hooks or Hooks()) if parts.dist.is_main else Hooks(), output_dir)
+    finally:
+        distributed.teardown(parts.dist)
+
+
+def _run(parts: Parts, hooks: Hooks, output_dir) -> RunSummary:
+    config, trains = parts.cfg, parts.method.trains
+    hooks.on_start(RunInfo(config.to_dict(), parts.total_steps, parts.dist.describe(parts.device), parts.precision,
+                           parts.n_params, parts.n_trainable, parts.versions, parts.dist.world_size))
     series: dict[tuple[str, str], list] = defaultdict(list)    # step statistics and step time, for the summaries
     status, error, step_done, ckpt, t0 = "done", "", 0, "", time.perf_counter()
     try:
-        first = None
-        if config.train.eval_at_start or not parts.method.trains:
-            first = _evaluate(parts, 0, final=not parts.method.trains)
-            hooks.on_eval(first)
-        for step in range(parts.total_steps if parts.method.trains else 0):
+        first = _eval_point(parts, hooks, 0, final=not trains) if config.train.eval_at_start or not trains else None
+        for step in range(parts.total_steps if trains else 0):
             t_step = time.perf_counter()
             terms, stats, loss, lr, grad_norm = _train_step(parts, step, config)
             scalars = _step_scalars(terms, stats, loss, lr, grad_norm, parts, 0.0)
@@ -112,19 +134,19 @@ def run(config: RunConfig, hooks: Hooks | None = None, *, output_dir: str | Path
                 series[("step_time", "")].append((step, scalars[("step_time", "")]))
             step_done = step + 1
             if config.train.eval_every and step_done % config.train.eval_every == 0 and step_done < parts.total_steps:
-                hooks.on_eval(_evaluate(parts, step_done, final=False))
-            if output_dir and config.train.checkpoint_every and step_done % config.train.checkpoint_every == 0:
-                ckpt = _checkpoint(parts, output_dir, step_done, hooks)
-            if hooks.should_stop():
+                _eval_point(parts, hooks, step_done, final=False)
+            if config.train.checkpoint_every and step_done % config.train.checkpoint_every == 0:
+                ckpt = _checkpoint(parts, output_dir, step_done, hooks) or ckpt
+            if distributed.any_rank(hooks.should_stop(), parts.dist):   # rank 0's cancel stops every rank
                 status = "cancelled"
                 break
-        if parts.method.trains:
+        if trains:
             parts.method.finalize()                   # e.g. WiSE-FT's interpolation, before the final eval
-        final = _evaluate(parts, step_done, final=True) if parts.method.trains else first
-        if parts.method.trains:
-            hooks.on_eval(final)
-        if output_dir and parts.method.trains and config.train.save_final:
-            ckpt = _checkpoint(parts, output_dir, step_done, hooks)
+            final = _eval_point(parts, hooks, step_done, final=True)
+            if config.train.save_final:
+                ckpt = _checkpoint(parts, output_dir, step_done, hooks) or ckpt
+        else:
+            final = first
     except BaseException as e:   # KeyboardInterrupt too: the run still ends with a status
         status, error = "failed", f"{type(e).__name__}: {e}"
         hooks.on_end(_summary(status, step_done, t0, None, series, error, ckpt))

@@ -15,6 +15,7 @@ from ..data import load_dataset
 from ..methods import MethodContext, create_method
 from ..models import apply_layer_freezing, build_model, count_parameters
 from ..teachers import teacher_from_config
+from . import distributed
 from .batches import batch_iterator
 from .representations import build_similarity_tracker
 
@@ -38,6 +39,7 @@ class Parts:
     n_trainable: int = 0
     versions: dict = field(default_factory=dict)
     similarity: object = None      # SimilarityTracker (probe + pretrained features) or None when off
+    dist: distributed.Dist = field(default_factory=distributed.Dist)   # torchrun rank/world; world 1 = one process
 
 
 def seed_everything(seed: int) -> None:
@@ -70,22 +72,34 @@ def _versions() -> dict[str, str]:
 def build_parts(cfg: RunConfig) -> Parts:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    d, device_name = distributed.setup(cfg.train.device)     # joins torchrun's process group, if any
+    try:
+        return _build(cfg, d, device_name)
+    except BaseException:
+        distributed.teardown(d)
+        raise
+
+
+def _build(cfg: RunConfig, d: distributed.Dist, device_name: str) -> Parts:
     seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(device_name)
     precision, autocast = make_autocast(device, cfg.train.precision)
     student, tokenizer = build_model(cfg.model, device)
+    distributed.broadcast_module(student, d)                 # identical theta_0 on every rank, same objects
     apply_layer_freezing(student.clip, cfg.train.freeze_text, cfg.train.trainable_layers)
     size, dc = student.image_size, cfg.data
     train_set = load_dataset(dc.train_set, split="train", image_size=size, seed=dc.seed, path=dc.path)
+    # only rank 0 evaluates (training/distributed.py), so the other ranks do not load the eval sets
     eval_sets = {name: load_dataset(name, split="test", image_size=size, seed=dc.seed,
                                     max_samples=dc.max_eval_samples, path=dc.path if name in ("imagefolder", "csv") else "")
-                 for name in dc.eval_sets}
-    ctx = MethodContext(tokenizer, list(train_set.classnames), list(train_set.templates), device)
+                 for name in dc.eval_sets} if d.is_main else {}
+    ctx = MethodContext(tokenizer, list(train_set.classnames), list(train_set.templates), device, distributed.gather)
     method = create_method(cfg, student, ctx)
     total = cfg.train.steps
     teacher = teacher_from_config(cfg.teacher, student, total)    # deep copy of theta_0, before any step
     # pretrained per-layer features on the fixed probe, read now while the student is still theta_0
-    similarity = build_similarity_tracker(cfg, student, tokenizer, eval_sets, autocast) if method.trains else None
+    similarity = (build_similarity_tracker(cfg, student, tokenizer, eval_sets, autocast)
+                  if method.trains and d.is_main else None)
     params = method.trainable_parameters()
     o = cfg.optim
     # one param group, weight decay on everything incl. biases, LN gains and logit_scale (spec §6)
@@ -93,7 +107,10 @@ def build_parts(cfg: RunConfig) -> Parts:
     # the tiny model's 7.7 M parameters, most of them the token embedding) with the same update rule
     optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=(o.beta1, o.beta2), eps=o.eps,
                                   fused=device.type in ("cpu", "cuda"))
-    batches = batch_iterator(train_set, tokenizer, dc.batch_size, cfg.train.seed, device)
+    distributed.shard_size(dc.batch_size, d)                  # clear error if the global batch does not split
+    batches = batch_iterator(train_set, tokenizer, dc.batch_size, cfg.train.seed, device, d.rank, d.world_size)
+    if d.rank > 0:
+        torch.manual_seed(cfg.train.seed + d.rank)            # per-rank randomness (augmentations, PGD starts)
     n_params, n_trainable = count_parameters(student)
     return Parts(cfg, device, precision, autocast, student, tokenizer, teacher, method, optimizer, params,
-                 batches, eval_sets, total, n_params, n_trainable, _versions(), similarity)
+                 batches, eval_sets, total, n_params, n_trainable, _versions(), similarity, d)

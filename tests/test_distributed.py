@@ -1,0 +1,113 @@
+"""Data-parallel training under torchrun: 2 real gloo processes on the CPU against one process.
+
+The claim of training/distributed.py is that N ranks on shards of the global batch train the same model as one
+process on the whole batch (global-batch contrastive matrices via a differentiable all-gather, gradients
+averaged). So the test compares the two runs' final weights, evaluations and KL summaries, and checks that only
+rank 0 wrote the run store.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tracer_core.config import load_preset
+from tracer_core.data import load_dataset
+from tracer_core.models import build_model
+from tracer_core.training.batches import batch_iterator
+from tracer_core.training.checkpoint import load_checkpoint
+from tracer_core.training.distributed import Dist, shard_size
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = ["model.pretrained=none", "data.train_set=synthetic", 'data.eval_sets=["synthetic"]',
+            "data.batch_size=16", "data.max_eval_samples=64", "train.threads=1", "train.steps=6",
+            "train.similarity_probe=0"]
+
+
+def _train(preset: str, out: Path, env: dict, nproc: int, store: bool) -> tuple[dict, str]:
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)] if nproc > 1
+                else [sys.executable])
+    cmd = launcher + ["-m", "tracer_core", "train", "--preset", preset, "--json", "--out", str(out)]
+    cmd += [a for s in SETTINGS for a in ("--set", s)] + ([] if store else ["--no-store"])
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1, res.stdout      # rank 1 prints nothing
+    return json.loads(lines[0]), res.stderr
+
+
+def _weights(path: Path, part: str) -> dict[str, torch.Tensor]:
+    state = load_checkpoint(path)[part]
+    return {k.removeprefix("clip."): v.float() for k, v in (state["module"] if part == "teacher" else state).items()
+            if torch.is_tensor(v) and v.is_floating_point()}
+
+
+def _drop_key_bias(name: str, t: torch.Tensor) -> torch.Tensor:
+    """The key third of an attention in_proj bias has an exactly-zero gradient (softmax ignores a constant
+    shift), so Adam turns its float round-off into full-size, rank-count-dependent updates: not comparable."""
+    if name.endswith("in_proj_bias"):
+        d = t.shape[0] // 3
+        return torch.cat([t[:d], t[2 * d:]])
+    return t
+
+
+@pytest.mark.parametrize("preset", ["tracer", "ft"])
+def test_two_ranks_train_the_same_model_as_one_process(preset, tmp_path):
+    env = {**os.environ, "TRACER_DATA_DIR": str(tmp_path / "store"), "OMP_NUM_THREADS": "1",
+           "TRACER_WARM_WORKER": "0"}
+    one, _ = _train(preset, tmp_path / "one", env, 1, store=False)
+    two, log = _train(preset, tmp_path / "two", env, 2, store=preset == "tracer")
+    assert one["status"] == two["status"] == "done" and one["steps"] == two["steps"] == 6
+    for metric in ("accuracy", "nll", "ece"):
+        assert two["final_eval"]["synthetic"][metric] == pytest.approx(one["final_eval"]["synthetic"][metric],
+                                                                       rel=1e-3, abs=1e-4)
+    ckpt = "checkpoints/step_000006.pt"
+    parts = ["student", "teacher"] if preset == "tracer" else ["student"]
+    for part in parts:
+        a, b = _weights(tmp_path / "one" / ckpt, part), _weights(tmp_path / "two" / ckpt, part)
+        assert a.keys() == b.keys()
+        worst = max((_drop_key_bias(k, a[k]) - _drop_key_bias(k, b[k])).abs().max().item() for k in a)
+        assert worst < 2e-6, f"{part} weights differ by {worst}"
+    if preset == "tracer":
+        # the teacher statistics are computed on the gathered global batch: same series as one process
+        for key in ("teacher_student_kl/combined", "teacher_avg_confidence/combined", "student_gt_prob/combined"):
+            for summary in ("auc_normalized", "last_value"):
+                assert two["summaries"][key][summary] == pytest.approx(one["summaries"][key][summary], rel=1e-3)
+        _check_store(tmp_path / "store", two["run_id"])
+
+
+def _check_store(data_dir: Path, run_id: str) -> None:
+    from tracer_core.store.runstore import RunStore
+
+    runs = [p.name for p in (data_dir / "runs").iterdir() if not p.name.startswith(".")]
+    assert runs == [run_id]                                     # only rank 0 created a run folder
+    status = json.loads((data_dir / "runs" / run_id / "status.json").read_text())
+    assert status["world_size"] == 2 and "x2 (torch.distributed, gloo)" in status["device"]
+    with RunStore(data_dir) as store:
+        run = store.get_run(run_id)
+        assert run["status"] == "done"
+        s = store.series([run_id], ["loss"], ["total"], max_points=None)
+        assert s.step.tolist() == list(range(6))               # every step once, not once per rank
+        assert len(store.artifacts([run_id])) == 1
+
+
+def test_rank_shards_concatenate_to_the_single_process_batch():
+    cfg = load_preset("flyp", SETTINGS)
+    _, tokenizer = build_model(cfg.model, "cpu")
+    ds = load_dataset("synthetic", split="train", image_size=28, seed=0)
+    single = batch_iterator(ds, tokenizer, 12, seed=3, device="cpu")
+    shards = [batch_iterator(ds, tokenizer, 12, seed=3, device="cpu", rank=r, world_size=3) for r in range(3)]
+    for _ in range(4):
+        whole, parts = next(single), [next(it) for it in shards]
+        assert all(len(p.labels) == 4 for p in parts)
+        for field in ("images", "tokens", "labels"):
+            assert torch.equal(getattr(whole, field), torch.cat([getattr(p, field) for p in parts]))
+
+
+def test_global_batch_must_split_evenly_over_ranks():
+    assert shard_size(512, Dist(rank=0, world_size=4)) == 128
+    with pytest.raises(ValueError, match="data.batch_size=30 is the global batch and must be divisible by the 4"):
+        shard_size(30, Dist(rank=1, world_size=4))

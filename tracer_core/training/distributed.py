@@ -1,0 +1,163 @@
+"""Data-parallel training with torch.distributed, launched by torchrun (one process per GPU, or per CPU slot).
+
+    torchrun --nproc_per_node=4 -m tracer_core train --preset tracer --set data.batch_size=512
+
+What each rank does (rank = torchrun's RANK, world = WORLD_SIZE):
+
+* ``data.batch_size`` stays the *global* batch. All ranks draw the same seeded permutation and template
+  choices; rank r trains on rows [r*b, (r+1)*b) of each global batch, b = batch_size / world. Concatenating the
+  ranks' shards in rank order gives exactly the single-process batch.
+* Contrastive methods all-gather image and text features with autograd (spec P8: the reference is one process
+  with B = 512, so contrastive, KD and statistics matrices are global-batch matrices). Every rank computes the
+  same global loss; the all-gather's backward sums the ranks' gradients for the local rows, so *averaging* the
+  parameter gradients over ranks gives the single-process gradient. Local terms (cross-entropy, FT2B, GRACE)
+  are per-shard means, and averaging gives the global mean too.
+* Gradients are averaged with one coalesced all-reduce per dtype after ``backward`` and before clipping.
+  Why not ``DistributedDataParallel``: its reducer is armed by the wrapper's ``forward``, but methods reach the
+  student through several entry points (``forward``, ``encode_image``, LoRA parametrisations, GRACE's extra
+  backward passes for curvature and weight perturbation, which must *not* be synchronised), and a wrapper would
+  also replace the module the teacher averages (pitfall P2). One explicit all-reduce keeps every parameter
+  object and the step order the single-process loop has; on the tiny model the lost overlap is irrelevant and
+  on ViT-B it is one NCCL all-reduce of the gradients per step.
+* Rank 0 alone reports through hooks (so only it writes the run store), evaluates and saves checkpoints; the
+  other ranks wait at a barrier. A cancel seen by rank 0 is shared with all ranks at the end of the step.
+
+Backend: NCCL on CUDA (each rank on ``cuda:LOCAL_RANK``), gloo on CPU (tests run 2 CPU ranks).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False    # True when this module initialised the process group (and must destroy it)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def describe(self, device: torch.device) -> str:
+        if not self.enabled:
+            return str(device)
+        return f"{device} x{self.world_size} (torch.distributed, {dist.get_backend()})"
+
+
+def env_world() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) outside torchrun."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def setup(device_name: str) -> tuple[Dist, str]:
+    """Join the process group torchrun describes (if any) -> (Dist, device name for this rank).
+
+    ``device_name`` is ``train.device``: "auto" picks ``cuda:LOCAL_RANK`` when CUDA is there, else the CPU.
+    """
+    rank, world, local = env_world()
+    if world <= 1:
+        return Dist(), device_name
+    cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if cuda:
+        if torch.cuda.device_count() <= local:
+            raise ValueError(f"rank {rank} needs cuda:{local} but only {torch.cuda.device_count()} CUDA devices "
+                             "are visible; start torchrun with --nproc_per_node <= the number of GPUs")
+        torch.cuda.set_device(local)
+        device_name = f"cuda:{local}"
+    elif device_name == "auto":
+        device_name = "cpu"
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return Dist(rank, world, local, owns), device_name
+
+
+def teardown(d: Dist) -> None:
+    if d.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard_size(batch_size: int, d: Dist) -> int:
+    """Per-rank batch of a global ``batch_size``; it must divide evenly so every rank's shard is equal."""
+    if batch_size % d.world_size:
+        raise ValueError(f"data.batch_size={batch_size} is the global batch and must be divisible by the "
+                         f"{d.world_size} torchrun processes (e.g. {batch_size // d.world_size * d.world_size})")
+    return batch_size // d.world_size
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """(b, ...) local rows -> (world*b, ...) rows of all ranks in rank order; differentiable.
+
+    Identity outside a process group. The backward is a reduce-scatter: each rank receives the sum over all
+    ranks of the gradient for its own rows (the functional collective that torch recommends over the
+    deprecated ``torch.distributed.nn.all_gather``; it works on gloo and NCCL).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed._functional_collectives import all_gather_single_autograd, wait_tensor
+    return wait_tensor(all_gather_single_autograd(x.contiguous(), 0, dist.group.WORLD))
+
+
+@torch.no_grad()
+def broadcast_module(module: torch.nn.Module, d: Dist) -> None:
+    """Copy rank 0's parameters and buffers to every rank, in place (the parameter objects stay the same)."""
+    if d.enabled:
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+@torch.no_grad()
+def average_gradients(params: list[torch.Tensor], d: Dist) -> None:
+    """grad <- mean over ranks of grad, one flat all-reduce per dtype. A missing grad counts as zeros (every
+    rank must send buffers of the same layout, whichever parameters its shard happened to reach)."""
+    if not d.enabled:
+        return
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        by_dtype.setdefault(p.grad.dtype, []).append(p)
+    for group in by_dtype.values():
+        flat = torch.cat([p.grad.reshape(-1) for p in group])       # (sum of numels,)
+        dist.all_reduce(flat)                                        # SUM: gloo has no AVG
+        flat /= d.world_size
+        offset = 0
+        for p in group:
+            n = p.grad.numel()
+            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+            offset += n
+
+
+def mean_scalar(value: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Mean of a scalar over ranks (NaN on any rank gives NaN everywhere, so all ranks stop together)."""
+    if not d.enabled:
+        return value
+    t = value.detach().float().reshape(1).clone()
+    dist.all_reduce(t)
+    return (t / d.world_size).reshape(())
+
+
+def any_rank(flag: bool, d: Dist) -> bool:
+    """True on every rank when ``flag`` is true on any rank (e.g. rank 0 saw a cancel)."""
+    if not d.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def barrier(d: Dist) -> None:
+    if d.enabled:
+        dist.barrier()
