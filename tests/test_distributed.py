@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,43 @@ def test_global_batch_must_split_evenly_over_ranks():
     assert shard_size(512, Dist(rank=0, world_size=4)) == 128
     with pytest.raises(ValueError, match="data.batch_size=30 is the global batch and must be divisible by the 4"):
         shard_size(30, Dist(rank=1, world_size=4))
+
+
+def _launch(tmp_path: Path, extra: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "TRACER_DATA_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tracer_core", "train",
+           "--preset", "tracer", "--json"] + [a for s in SETTINGS + extra for a in ("--set", s)]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _only_run(tmp_path: Path) -> Path:
+    runs = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_nan_on_the_ranks_fails_every_rank_with_a_clear_message(tmp_path):
+    proc = _launch(tmp_path, ["optim.lr=1e30", "optim.warmup_steps=0"])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert err.count("training failed: non-finite loss at step") == 2      # both ranks stop together, no hang
+    status = json.loads((_only_run(tmp_path) / "status.json").read_text())
+    assert status["status"] == "failed" and "non-finite loss" in status["error"]
+
+
+def test_cancel_seen_by_rank_0_stops_both_ranks(tmp_path):
+    from tracer_core.store import schema
+
+    proc = _launch(tmp_path, ["train.steps=2000"])
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:           # wait for live rows from rank 0's writer
+        runs = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] \
+            if (tmp_path / "runs").exists() else []
+        if runs and (runs[0] / "series.jsonl").exists() and (runs[0] / "series.jsonl").stat().st_size > 0:
+            break
+        time.sleep(0.2)
+    (runs[0] / schema.CANCEL_FILE).touch()
+    out, err = proc.communicate(timeout=240)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "cancelled" and 0 < result["steps"] < 2000
+    assert json.loads((runs[0] / "status.json").read_text())["status"] == "cancelled"

@@ -26,6 +26,7 @@ Backend: NCCL on CUDA (each rank on ``cuda:LOCAL_RANK``), gloo on CPU (tests run
 """
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -78,7 +79,9 @@ def setup(device_name: str) -> tuple[Dist, str]:
         device_name = "cpu"
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        # long timeout: ranks > 0 wait at a barrier while rank 0 evaluates, which on ImageNet-scale sets takes
+        # longer than NCCL's 10-minute default
+        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=2))
     return Dist(rank, world, local, owns), device_name
 
 
