@@ -25,6 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-output" / "screenshots"
+ON_DEMAND = {"Attributions": "Compute attributions", "Robustness": "Run attacks"}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -148,6 +149,13 @@ def test_demo_goes_live_and_every_page_renders(server):
                     _wait_until(lambda: len(tab.evaluate(POINTS_JS)) >= 3, 30, "the kernel charts to draw")
                     titles = tab.evaluate(POINTS_JS)
                     assert len(titles) >= 3 and all(n > 0 for n in titles.values()), titles
+                if link in ON_DEMAND:   # press the page's compute button and wait for its chart (real captum/PGD)
+                    button = tab.get_by_role("button", name=ON_DEMAND[link])
+                    expect(button).to_be_visible(timeout=90_000)        # after the checkpoint's models load
+                    button.click()
+                    tab.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 1",
+                                          timeout=120_000)
+                    assert not tab.get_by_test_id("stAlertContentError").count(), link
                 tab.screenshot(path=str(SHOTS / f"{link.lower().replace(' ', '_')}.png"))
         finally:
             browser.close()
