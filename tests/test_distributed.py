@@ -152,3 +152,33 @@ def test_cancel_seen_by_rank_0_stops_both_ranks(tmp_path):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["status"] == "cancelled" and 0 < result["steps"] < 2000
     assert json.loads((runs[0] / "status.json").read_text())["status"] == "cancelled"
+
+
+def test_a_killed_rank_fails_the_run_with_a_clear_message_and_keeps_its_rows(tmp_path):
+    proc = _launch(tmp_path, ["train.steps=3000"])
+    deadline, run = time.monotonic() + 240, None
+    while time.monotonic() < deadline:           # wait until rank 0 has flushed some steps
+        runs = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] \
+            if (tmp_path / "runs").exists() else []
+        if runs and (runs[0] / "series.jsonl").exists() and (runs[0] / "series.jsonl").stat().st_size > 20_000:
+            run = runs[0]
+            break
+        time.sleep(0.2)
+    assert run is not None, proc.communicate(timeout=60)
+    rank0 = json.loads((run / "status.json").read_text())["pid"]
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    rank1 = [int(c) for c in children if int(c) != rank0]
+    assert len(rank1) == 1, children
+    os.kill(rank1[0], 9)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode != 0
+    status = json.loads((run / "status.json").read_text())
+    # rank 0 notices in its next collective and ends the run itself (or, if torchrun's SIGTERM wins, stops
+    # after the step as interrupted); either way the status is final and says why
+    assert status["status"] in ("failed", "interrupted") and status["ended"] is not None, status
+    if status["status"] == "failed":
+        assert "another torchrun rank stopped" in status["error"]
+    from tracer_core.store.runstore import RunStore
+    with RunStore(tmp_path) as store:
+        steps = store.series([run.name], ["loss"], ["total"], max_points=None).step.tolist()
+    assert steps == list(range(len(steps))) and len(steps) >= status["steps_done"] > 0   # every flushed step

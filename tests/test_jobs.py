@@ -222,6 +222,26 @@ def test_kill_9_of_a_writer_process_leaves_readable_interrupted_run(data_dir):
     assert s.step.tolist() == expected == list(range(1, len(expected) + 1))
 
 
+def test_sigterm_of_a_cli_run_stops_after_the_step_as_interrupted_with_every_step(data_dir):
+    env = {**os.environ, "TRACER_DATA_DIR": str(data_dir)}
+    cmd = [sys.executable, "-m", "tracer_core", "train", "--preset", "flyp", "--quiet"]
+    proc = subprocess.Popen(cmd + [a for s in TINY + ["train.steps=100000"] for a in ("--set", s)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = RunStore(data_dir, refresh_interval_s=0.0)
+    until(lambda: not store.list_runs().empty and
+          len(store.series(store.list_runs().run_id.tolist(), names=["loss"], max_points=None)) >= 10, "10 steps")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "interrupted" in out, (out, err[-2000:])
+    store.refresh()
+    run = store.list_runs().iloc[0]
+    status = read_json(data_dir / "runs" / run.run_id / "status.json")
+    assert status["status"] == "interrupted" and status["ended"] is not None
+    steps = store.series([run.run_id], names=["loss"], contexts=["total"], max_points=None).step.tolist()
+    assert steps == list(range(status["steps_done"]))      # the final flush wrote every step it reported
+    store.close()
+
+
 DASHBOARD = textwrap.dedent("""
     import sys, time
     from tracer_core.config import load_preset

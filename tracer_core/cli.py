@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import math
+import signal
 import sys
 
 from .config import ConfigError, apply_overrides, list_presets, load_config_file, load_preset, preset_description
@@ -64,9 +65,14 @@ def cmd_train(args) -> int:
     writer = _store_writer(cfg, args) if rank == 0 else None
     hooks = HookList([_progress_hooks(cfg.train.steps, args.json or args.quiet or rank > 0), writer])
     out_dir = args.out or (str(writer.run_dir) if writer is not None else None)
+    if writer is not None:     # `kill PID` (or torchrun tearing the group down): stop after the step, flush
+        signal.signal(signal.SIGTERM, lambda signum, frame: writer.stop_from_signal("interrupted"))
     with writer if writer is not None else contextlib.nullcontext():   # closes the run folder's status
         summary = run(cfg, hooks, output_dir=out_dir)
-    result = {"run_id": getattr(writer, "run_id", None), "status": summary.status, "steps": summary.steps,
+    status = summary.status
+    if status == "cancelled" and getattr(writer, "stop_reason", ""):   # e.g. "interrupted" after a SIGTERM
+        status = writer.stop_reason
+    result = {"run_id": getattr(writer, "run_id", None), "status": status, "steps": summary.steps,
               "wall_time_s": round(summary.wall_time_s, 3), "steps_per_s": round(summary.steps_per_s, 3),
               "final_eval": summary.final_eval, "summaries": summary.summaries, "checkpoint": summary.checkpoint}
     if rank > 0:

@@ -26,12 +26,26 @@ Backend: NCCL on CUDA (each rank on ``cuda:LOCAL_RANK``), gloo on CPU (tests run
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+
+class RankLost(RuntimeError):
+    """A collective failed: another torchrun rank crashed, was killed or cannot be reached."""
+
+
+@contextlib.contextmanager
+def _collective(what: str):
+    try:
+        yield
+    except RuntimeError as e:     # gloo: "Connection closed by peer"; NCCL: watchdog timeout / abort
+        raise RankLost(f"{what} failed: another torchrun rank stopped or cannot be reached "
+                       f"(see torchrun's report for which one and why). {e}") from e
 
 
 @dataclass(frozen=True)
@@ -115,8 +129,9 @@ def gather(x: torch.Tensor) -> torch.Tensor:
 def broadcast_module(module: torch.nn.Module, d: Dist) -> None:
     """Copy rank 0's parameters and buffers to every rank, in place (the parameter objects stay the same)."""
     if d.enabled:
-        for t in list(module.parameters()) + list(module.buffers()):
-            dist.broadcast(t.data, src=0)
+        with _collective("broadcasting rank 0's weights"):
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=0)
 
 
 @torch.no_grad()
@@ -132,7 +147,8 @@ def average_gradients(params: list[torch.Tensor], d: Dist) -> None:
         by_dtype.setdefault(p.grad.dtype, []).append(p)
     for group in by_dtype.values():
         flat = torch.cat([p.grad.reshape(-1) for p in group])       # (sum of numels,)
-        dist.all_reduce(flat)                                        # SUM: gloo has no AVG
+        with _collective("averaging gradients"):
+            dist.all_reduce(flat)                                    # SUM: gloo has no AVG
         flat /= d.world_size
         offset = 0
         for p in group:
@@ -146,7 +162,8 @@ def mean_scalar(value: torch.Tensor, d: Dist) -> torch.Tensor:
     if not d.enabled:
         return value
     t = value.detach().float().reshape(1).clone()
-    dist.all_reduce(t)
+    with _collective("averaging the loss"):
+        dist.all_reduce(t)
     return (t / d.world_size).reshape(())
 
 
@@ -157,10 +174,12 @@ def any_rank(flag: bool, d: Dist) -> bool:
     t = torch.tensor([1.0 if flag else 0.0])
     if dist.get_backend() == "nccl":
         t = t.cuda()
-    dist.all_reduce(t)
+    with _collective("sharing the stop flag"):
+        dist.all_reduce(t)
     return bool(t.item() > 0)
 
 
 def barrier(d: Dist) -> None:
     if d.enabled:
-        dist.barrier()
+        with _collective("waiting for rank 0's evaluation"):
+            dist.barrier()
