@@ -182,3 +182,16 @@ def test_a_killed_rank_fails_the_run_with_a_clear_message_and_keeps_its_rows(tmp
     with RunStore(tmp_path) as store:
         steps = store.series([run.name], ["loss"], ["total"], max_points=None).step.tolist()
     assert steps == list(range(len(steps))) and len(steps) >= status["steps_done"] > 0   # every flushed step
+
+
+def test_collective_guard_keeps_other_errors_and_single_process_errors_unchanged():
+    from tracer_core.training.distributed import collective
+
+    with pytest.raises(RuntimeError, match="^CUDA out of memory") as info:
+        with collective("the backward pass"):
+            raise RuntimeError("CUDA out of memory")
+    assert type(info.value) is RuntimeError
+    with pytest.raises(RuntimeError, match="Connection closed by peer") as info:   # no process group here
+        with collective("the backward pass"):
+            raise RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer")
+    assert type(info.value) is RuntimeError

@@ -40,12 +40,19 @@ class RankLost(RuntimeError):
 
 
 @contextlib.contextmanager
-def _collective(what: str):
+def collective(what: str):
+    """Turn a failed collective inside this block into :class:`RankLost`, naming what was going on. Only
+    communication errors in a process group are converted (a single process, an out-of-memory or a bug in
+    a loss keeps its own error)."""
     try:
         yield
-    except RuntimeError as e:     # gloo: "Connection closed by peer"; NCCL: watchdog timeout / abort
+    except RuntimeError as e:
+        text = str(e)
+        lost = isinstance(e, dist.DistError) or "gloo" in text or "NCCL" in text or "peer" in text
+        if not (lost and dist.is_initialized() and dist.get_world_size() > 1):
+            raise
         raise RankLost(f"{what} failed: another torchrun rank stopped or cannot be reached "
-                       f"(see torchrun's report for which one and why). {e}") from e
+                       f"(see torchrun's report for which one and why). {text}") from e
 
 
 @dataclass(frozen=True)
@@ -122,14 +129,15 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
     from torch.distributed._functional_collectives import all_gather_single_autograd, wait_tensor
-    return wait_tensor(all_gather_single_autograd(x.contiguous(), 0, dist.group.WORLD))
+    with collective("gathering features"):
+        return wait_tensor(all_gather_single_autograd(x.contiguous(), 0, dist.group.WORLD))
 
 
 @torch.no_grad()
 def broadcast_module(module: torch.nn.Module, d: Dist) -> None:
     """Copy rank 0's parameters and buffers to every rank, in place (the parameter objects stay the same)."""
     if d.enabled:
-        with _collective("broadcasting rank 0's weights"):
+        with collective("broadcasting rank 0's weights"):
             for t in list(module.parameters()) + list(module.buffers()):
                 dist.broadcast(t.data, src=0)
 
@@ -147,7 +155,7 @@ def average_gradients(params: list[torch.Tensor], d: Dist) -> None:
         by_dtype.setdefault(p.grad.dtype, []).append(p)
     for group in by_dtype.values():
         flat = torch.cat([p.grad.reshape(-1) for p in group])       # (sum of numels,)
-        with _collective("averaging gradients"):
+        with collective("averaging gradients"):
             dist.all_reduce(flat)                                    # SUM: gloo has no AVG
         flat /= d.world_size
         offset = 0
@@ -162,7 +170,7 @@ def mean_scalar(value: torch.Tensor, d: Dist) -> torch.Tensor:
     if not d.enabled:
         return value
     t = value.detach().float().reshape(1).clone()
-    with _collective("averaging the loss"):
+    with collective("averaging the loss"):
         dist.all_reduce(t)
     return (t / d.world_size).reshape(())
 
@@ -174,12 +182,12 @@ def any_rank(flag: bool, d: Dist) -> bool:
     t = torch.tensor([1.0 if flag else 0.0])
     if dist.get_backend() == "nccl":
         t = t.cuda()
-    with _collective("sharing the stop flag"):
+    with collective("sharing the stop flag"):
         dist.all_reduce(t)
     return bool(t.item() > 0)
 
 
 def barrier(d: Dist) -> None:
     if d.enabled:
-        with _collective("waiting for rank 0's evaluation"):
+        with collective("waiting for rank 0's evaluation"):
             dist.barrier()

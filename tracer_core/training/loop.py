@@ -61,7 +61,8 @@ def _train_step(parts: Parts, step: int, cfg: RunConfig):
         bad = {k: float(v.detach()) for k, v in out.terms.items()}
         raise TrainingError(f"non-finite loss at step {step}: {bad}. Lower optim.lr or check the data.")
     parts.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    with distributed.collective("the backward pass (all-gather gradients)"):
+        loss.backward()
     distributed.average_gradients(parts.params, parts.dist)        # no-op in one process
     clip = grad_clip_norm(step, cfg.optim.max_grad_norm, cfg.optim.grad_norm_multiplier, parts.total_steps)
     grad_norm = torch.nn.utils.clip_grad_norm_(parts.params, clip) if clip > 0 else None
