@@ -55,7 +55,7 @@ def _drop_key_bias(name: str, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-@pytest.mark.parametrize("preset", ["tracer", "ft"])
+@pytest.mark.parametrize("preset", ["tracer", "lpft"])
 def test_two_ranks_train_the_same_model_as_one_process(preset, tmp_path):
     env = {**os.environ, "TRACER_DATA_DIR": str(tmp_path / "store"), "OMP_NUM_THREADS": "1",
            "TRACER_WARM_WORKER": "0"}

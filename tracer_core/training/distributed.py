@@ -19,6 +19,9 @@ What each rank does (rank = torchrun's RANK, world = WORLD_SIZE):
   also replace the module the teacher averages (pitfall P2). One explicit all-reduce keeps every parameter
   object and the step order the single-process loop has; on the tiny model the lost overlap is irrelevant and
   on ViT-B it is one NCCL all-reduce of the gradients per step.
+* Per-rank state stays per rank where the reference has no global version: FT2B's simulated-OOD draws and
+  GRACE's PGD starts (rank r > 0 reseeds with seed + r), and GRACE's curvature scores, which each rank
+  estimates from its own shard (so its rank masks may differ between ranks; the weights never do).
 * Rank 0 alone reports through hooks (so only it writes the run store), evaluates and saves checkpoints; the
   other ranks wait at a barrier. A cancel seen by rank 0 is shared with all ranks at the end of the step.
 
@@ -144,12 +147,21 @@ def broadcast_module(module: torch.nn.Module, d: Dist) -> None:
 
 @torch.no_grad()
 def average_gradients(params: list[torch.Tensor], d: Dist) -> None:
-    """grad <- mean over ranks of grad, one flat all-reduce per dtype. A missing grad counts as zeros (every
-    rank must send buffers of the same layout, whichever parameters its shard happened to reach)."""
-    if not d.enabled:
+    """grad <- mean over ranks of grad, one flat all-reduce per dtype.
+
+    A parameter that no rank's backward reached keeps ``grad = None``, as in one process, so AdamW skips it
+    (LP-FT's probe stage: a zero gradient would still apply weight decay to the frozen-in-effect tower). One
+    that only some ranks reached counts as zeros on the others, so every rank sends buffers of one layout.
+    """
+    if not d.enabled or not params:
         return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    with collective("agreeing on which parameters have gradients"):
+        dist.all_reduce(has)                                         # (P,) how many ranks have each grad
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for p in params:
+    for p, n_ranks in zip(params, has.tolist()):
+        if n_ranks == 0:
+            continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         by_dtype.setdefault(p.grad.dtype, []).append(p)
