@@ -16,7 +16,7 @@ What each rank does (rank = torchrun's RANK, world = WORLD_SIZE):
   Why not ``DistributedDataParallel``: its reducer is armed by the wrapper's ``forward``, but methods reach the
   student through several entry points (``forward``, ``encode_image``, LoRA parametrisations, GRACE's extra
   backward passes for curvature and weight perturbation, which must *not* be synchronised), and a wrapper would
-  also replace the module the teacher averages (pitfall P2). One explicit all-reduce keeps every parameter
+  change which object the methods and the teacher hold (pitfall P2). One explicit all-reduce keeps every parameter
   object and the step order the single-process loop has; on the tiny model the lost overlap is irrelevant and
   on ViT-B it is one NCCL all-reduce of the gradients per step.
 * Per-rank state stays per rank where the reference has no global version: FT2B's simulated-OOD draws and
