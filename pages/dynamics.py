@@ -52,7 +52,7 @@ panels = [(n, "img" if n == "teacher_student_top5_alignment" and context == "com
 
 def progress_ui(live) -> None:
     order = live["status"].map({"running": 0, "queued": 1}).fillna(2)
-    for _, r in live.assign(order=order).sort_values(["order", "run_id"]).iterrows():
+    for _, r in live.assign(order=order).sort_values(["order", "created", "run_id"]).iterrows():   # queue order
         if r["status"] == "running":
             eta = f", about {r['eta_s']:.0f} s left" if pd.notna(r["eta_s"]) else ""
             done = 0 if pd.isna(r["steps_done"]) else int(r["steps_done"])
