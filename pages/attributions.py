@@ -12,24 +12,18 @@ st.caption("The attributed score is the zero-shot logit of the chosen class (ima
 
 runs = api.analysis_runs(svc, "checkpoint")
 if runs.empty:
-    st.info(api.NO_CHECKPOINT + " Start a run on **Launch** (or the demo on **Home**) and open this page when it "
-            "has finished.")
+    st.info(api.NO_CHECKPOINT)
     st.stop()
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint's models…")
-def models(path: str) -> api.CheckpointModels:
-    return api.load_checkpoint_models(path)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def set_info(path: str, dataset: str) -> dict:
-    return api.eval_set_info(models(path), dataset)
+    return api.eval_set_info(api.load_checkpoint_models(path), dataset)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def maps(path: str, dataset: str, index: int, target: int, methods: tuple, ig_steps: int):
-    return api.attribution_maps(models(path), dataset, index, target, methods, ig_steps)
+    return api.attribution_maps(api.load_checkpoint_models(path), dataset, index, target, methods, ig_steps)
 
 
 labels = api.run_choices(runs, with_status=True)
@@ -38,7 +32,8 @@ run_id = c[0].selectbox("Run", list(labels), format_func=labels.get, key="attr_r
 ckpts = api.checkpoint_choices(svc, run_id)
 path = c[1].selectbox("Checkpoint", list(ckpts), key="attr_ckpt", format_func=ckpts.get)
 try:
-    cm = models(path)
+    with st.spinner("Loading the checkpoint's models…"):     # api keeps the last two loaded for every page
+        cm = api.load_checkpoint_models(path)
 except (ValueError, OSError, RuntimeError) as e:
     st.error(f"Could not load the checkpoint {path}: {e}")
     st.stop()

@@ -11,24 +11,18 @@ st.caption("Computed on demand from a run checkpoint, on the CPU; results are ca
 
 runs = api.analysis_runs(svc, "checkpoint")
 if runs.empty:
-    st.info(api.NO_CHECKPOINT + " Start a run on **Launch** (or the demo on **Home**) and open this page when it "
-            "has finished.")
+    st.info(api.NO_CHECKPOINT)
     st.stop()
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint's models…")
-def models(path: str) -> api.CheckpointModels:
-    return api.load_checkpoint_models(path)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def attacks(path: str, dataset: str, eps: float, steps: int, n: int):
-    return api.robustness_table(models(path), dataset, eps, steps, n)
+    return api.robustness_table(api.load_checkpoint_models(path), dataset, eps, steps, n)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def wise(path: str, id_set: str, ood_sets: tuple, n_alphas: int, n: int):
-    return api.wise_curve_frame(models(path), id_set, list(ood_sets), [i / (n_alphas - 1) for i in range(n_alphas)], n)
+    return api.wise_curve_frame(api.load_checkpoint_models(path), id_set, list(ood_sets), [i / (n_alphas - 1) for i in range(n_alphas)], n)
 
 
 done = runs[runs["status"] == "done"]
@@ -40,7 +34,8 @@ path = c[1].selectbox("Checkpoint", list(ckpts), key="rob_ckpt", format_func=ckp
 if done.empty:
     st.warning("No run has finished yet: showing the latest checkpoint of an unfinished run.")
 try:
-    cm = models(path)
+    with st.spinner("Loading the checkpoint's models…"):     # api keeps the last two loaded for every page
+        cm = api.load_checkpoint_models(path)
 except (ValueError, OSError, RuntimeError) as e:
     st.error(f"Could not load the checkpoint {path}: {e}")
     st.stop()

@@ -35,7 +35,8 @@ ATTR_METHODS = {"integrated_gradients": "Integrated Gradients", "saliency": "Sal
                 "gradcam": "Grad-CAM"}
 MODEL_ROLES = ("pretrained", "student", "teacher")
 NO_CHECKPOINT = ("No checkpoint recorded for this run: runs save one at the end (train.save_final) when they "
-                 "have an output folder — dashboard and `python -m tracer_core train` runs do.")
+                 "have an output folder — dashboard and `python -m tracer_core train` runs do. Start a run on "
+                 "**Launch** (or the demo on **Home**) and open this page when it has finished.")
 
 
 # -- runs and their stored analysis data ------------------------------------------------------------------
