@@ -275,6 +275,25 @@ def test_accumulator_over_batches_equals_whole_set(seed):
         batch_averaged_ece(logits=logits, labels=labels, batch_size=128), abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_accumulator_sorted_protocol_ignores_update_order_and_sizes(seed):
+    """What the evaluation uses: rows arrive shuffled in uneven updates, the per-batch ECE is still the
+    reference's (class-sorted loader, batches of 512 -> here 256 on 1,300 rows), checked with torchmetrics."""
+    logits, labels = _random_logits(seed, n=1300, c=5)
+    order = torch.argsort(labels, stable=True)
+    ref = _manual_batch_ece(logits[order], labels[order], 256)
+    acc = CalibrationAccumulator(input_type="logits", sorted_batch_size=256)
+    for lb, yb in zip(torch.split(logits, [100, 3, 700, 497]), torch.split(labels, [100, 3, 700, 497])):
+        acc.update(lb, yb)
+    out = acc.compute()
+    assert out["batch_averaged_ece"] == pytest.approx(ref, abs=1e-6)
+    assert out["batch_averaged_ece"] == pytest.approx(
+        batch_averaged_ece(logits=logits[order], labels=labels[order], batch_size=256), abs=1e-12)
+    assert out["ece"] == pytest.approx(expected_calibration_error(logits=logits, labels=labels), abs=1e-12)
+    with pytest.raises(ValueError, match="sorted_batch_size"):
+        CalibrationAccumulator(sorted_batch_size=0)
+
+
 def test_accumulator_probs_input_reset_and_errors():
     probs, labels = _edge_probs(1)
     acc = CalibrationAccumulator(input_type="auto")

@@ -89,7 +89,7 @@ def _check_store(data_dir: Path, run_id: str) -> None:
     assert status["world_size"] == 2 and "x2 (torch.distributed, gloo)" in status["device"]
     with RunStore(data_dir) as store:
         run = store.get_run(run_id)
-        assert run["status"] == "done"
+        assert run["status"] == "done" and run["device"] == "cpu x2 (torch.distributed, gloo)"
         s = store.series([run_id], ["loss"], ["total"], max_points=None)
         assert s.step.tolist() == list(range(6))               # every step once, not once per rank
         assert len(store.artifacts([run_id])) == 1

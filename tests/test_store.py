@@ -75,7 +75,7 @@ def test_round_trip(data_dir):
     store = RunStore(data_dir)
     run = store.get_run(w.run_id)
     assert (run["name"], run["method"], run["teacher"], run["seed"], run["status"]) == ("rt", "tracer", "wma", 0, "done")
-    assert list(run["tags"]) == ["a", "b"] and run["step"] == 5 and run["total"] == 5
+    assert list(run["tags"]) == ["a", "b"] and run["step"] == 5 and run["total"] == 5 and run["device"] == "cpu"
     assert json.loads(run["config"]) == cfg.to_dict()
     assert RunConfig.from_dict(json.loads(run["config"])) == cfg
     s = store.series([w.run_id], max_points=None)

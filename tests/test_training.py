@@ -105,6 +105,30 @@ def test_layer_freezing_keeps_frozen_weights_fixed(tmp_path):
                            s0["visual.transformer.resblocks.3.mlp.c_fc.weight"])
 
 
+def test_trainable_layers_0_freezes_both_towers_but_not_the_logit_scale():
+    from tracer_core.models import apply_layer_freezing
+
+    model, _ = build_model(load_preset("flyp", FAST).model)
+    apply_layer_freezing(model.clip, trainable_layers=0)          # spec §6: both towers entirely
+    assert [n for n, p in model.clip.named_parameters() if p.requires_grad] == ["logit_scale"]
+    apply_layer_freezing(model.clip, trainable_layers=1)          # last block of each tower + embeddings, LNs
+    trainable = {n for n, p in model.clip.named_parameters() if p.requires_grad}
+    assert {"visual.proj", "text_projection", "token_embedding.weight", "logit_scale"} <= trainable
+    assert not any(n.startswith(("visual.transformer.resblocks.0.", "transformer.resblocks.0.")) for n in trainable)
+
+
+def test_tempered_teacher_statistics_are_logged_when_tau_is_not_1():
+    rec = Recorder()
+    run(load_preset("carot", FAST + ["train.steps=3", "loss.distill_temperature=2.0"]), rec)   # basic SD path
+    scalars = rec.steps[2][1]
+    # §5.1: the same statistics on Z_T / tau_d, prefix post_temp_; tau = 2 flattens the teacher's rows
+    assert scalars[("post_temp_teacher_avg_entropy", "img")] > scalars[("teacher_avg_entropy", "img")]
+    assert ("post_temp_teacher_student_kl", "combined") in scalars
+    rec1 = Recorder()
+    run(load_preset("carot", FAST + ["train.steps=3"]), rec1)
+    assert not any(name.startswith("post_temp_") for name, _ in rec1.steps[2][1])
+
+
 def test_bad_checkpoints_give_clear_errors(tmp_path):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not a checkpoint")

@@ -276,7 +276,7 @@ def runs_table(services: Services, *, run_ids: Sequence[str] | None = None, stat
     runs = _runs(services, run_ids, status=status or None, method=method or None, teacher=teacher or None,
                  tags=tags or None, name_contains=name_contains or None)
     cols = ["run_id", "label", "name", "status", "strategy", "method", "teacher", "seed", "tags", "step",
-            "steps_done", "total", "progress", "eta_s", "created", "error", "config"]
+            "steps_done", "total", "progress", "eta_s", "created", "error", "config", "device"]
     if "steps_done" not in runs:     # older store versions
         runs["steps_done"] = runs.get("step", pd.Series(dtype="Int64"))
     runs = runs.reindex(columns=cols)

@@ -193,7 +193,7 @@ class OptimConfig:
     warmup_steps: int = 30     # §6: lr(s) = base (s+1)/W for s < W
     min_lr: float = 0.0        # §6: *added* to the cosine, not interpolated
     max_grad_norm: float = 0.0     # §6 g_0; 0 = no clipping (all TRACER/EMA scripts)
-    grad_norm_multiplier: float = 1.0  # g_1 = g_0 * multiplier (cosine rise)
+    grad_norm_multiplier: float = 100.0  # g_1 = g_0 * multiplier (cosine rise; §6 default 100: 1e-4 -> 1e-2)
 
     def validate(self) -> None:
         _check_range("optim", self, "lr", gt=0)

@@ -33,6 +33,9 @@ class ContrastiveMethod(Method):
             z_t, _ = clip_logits(f_t, g_t, s_t)
             # statistics on the current batch, before this step's teacher update (P18); logging only
             stats = teacher_student_stats(z_t.detach(), z_s.detach())
+            if lc.distill_temperature != 1:      # §5.1: also on the tempered teacher Z_T / tau_d (prefix post_temp_)
+                tempered = teacher_student_stats(z_t.detach() / lc.distill_temperature, z_s.detach())
+                stats.update({f"post_temp_{k}": v for k, v in tempered.items()})
             if lc.lambda_sd > 0:
                 terms.update(self._distill(z_t, z_s, (f_s, g_s, s_s), (f_t, g_t, s_t)))
         return StepOutput(terms, stats)

@@ -212,14 +212,18 @@ def batch_averaged_ece(probs: Optional[Tensor] = None, labels: Optional[Tensor] 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     conf, correct = _confidence_correct(_to_probs(probs, logits), labels)
-    n = conf.shape[0]
-    if n == 0:
+    if conf.shape[0] == 0:
         raise ValueError("ECE of an empty set is undefined")
+    return _chunked_ece(conf, correct, batch_size, n_bins)
+
+
+def _chunked_ece(conf: Tensor, correct: Tensor, batch_size: int, n_bins: int) -> float:
+    """(1/n) sum_k |B_k| ECE(B_k) over consecutive chunks of ``batch_size`` rows of (n,) conf / correct."""
     total = 0.0
-    for start in range(0, n, batch_size):
+    for start in range(0, conf.shape[0], batch_size):
         c, a = conf[start:start + batch_size], correct[start:start + batch_size]
         total += c.shape[0] * _ece_from_sums(*_bin_sums(c, a, n_bins))
-    return total / n
+    return total / conf.shape[0]
 
 
 def negative_log_likelihood(probs: Optional[Tensor] = None, labels: Optional[Tensor] = None, *,
@@ -268,23 +272,29 @@ def brier_score(probs: Optional[Tensor] = None, labels: Optional[Tensor] = None,
 class CalibrationAccumulator:
     r"""Streaming calibration metrics: ``update`` per batch, ``compute`` once, ``reset`` between eval sets.
 
-    State (all float64, O(n_bins), never the samples): per-bucket count / confidence sum / correct sum,
-    NLL sum, Brier sum, and :math:`\sum_k |\mathcal{B}_k|\,\text{ECE}(\mathcal{B}_k)` for the per-update
-    (reference-protocol) ECE. ``compute()`` after any sequence of updates equals the whole-set functions
-    (ECE, MCE, NLL, Brier, accuracy, bins); ``batch_averaged_ece`` treats **each update as one batch**, so it
-    matches :func:`batch_averaged_ece` when updates are the loader's 512-row batches in order.
+    State (float64): per-bucket count / confidence sum / correct sum, NLL sum, Brier sum (O(n_bins)), and for
+    the per-batch ECE either :math:`\sum_k |\mathcal{B}_k|\,\text{ECE}(\mathcal{B}_k)` over updates or, with
+    ``sorted_batch_size``, each row's (confidence, correct, label) (O(n)). ``compute()`` after any sequence of
+    updates equals the whole-set functions (ECE, MCE, NLL, Brier, accuracy, bins). ``batch_averaged_ece``
+    treats **each update as one batch** by default (it matches :func:`batch_averaged_ece` when updates are the
+    loader's batches in order); with ``sorted_batch_size=512`` it is the reference protocol whatever the update
+    sizes and order: rows stably sorted by label (the class-sorted loader), consecutive batches of 512 (P9).
 
     Args:
         n_bins: number of equal-width bins.
         input_type: ``"auto"`` (torchmetrics' rule: probabilities iff every entry is in ``[0, 1]``, else
             softmax), ``"logits"`` or ``"probs"``.
+        sorted_batch_size: ``None`` (per-update batches) or the class-sorted protocol's batch size.
     """
 
     higher_is_better: bool = False
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
 
-    def __init__(self, n_bins: int = 10, input_type: str = "auto") -> None:
+    def __init__(self, n_bins: int = 10, input_type: str = "auto", sorted_batch_size: int | None = None) -> None:
+        if sorted_batch_size is not None and (not isinstance(sorted_batch_size, int) or sorted_batch_size < 1):
+            raise ValueError(f"sorted_batch_size must be None or a positive int, got {sorted_batch_size!r}")
+        self.sorted_batch_size = sorted_batch_size
         if input_type not in ("auto", "logits", "probs"):
             raise ValueError(f"input_type must be 'auto', 'logits' or 'probs', got {input_type!r}")
         if not isinstance(n_bins, int) or n_bins < 1:
@@ -298,6 +308,7 @@ class CalibrationAccumulator:
         self.count, self.conf_sum, self.corr_sum = z.clone(), z.clone(), z.clone()
         self.nll_sum = self.brier_sum = self.batch_ece_sum = 0.0
         self.n = self.n_updates = 0
+        self._rows: list[tuple[Tensor, Tensor, Tensor]] = []     # (b,) conf, correct, label per update
 
     def update(self, logits_or_probs: Tensor, labels: Tensor) -> None:
         """Add one batch: ``(B, C)`` logits or probabilities and ``(B,)`` labels."""
@@ -315,8 +326,15 @@ class CalibrationAccumulator:
         self.nll_sum += b * negative_log_likelihood(labels=labels, **kw)
         self.brier_sum += b * brier_score(p, labels)
         self.batch_ece_sum += b * _ece_from_sums(*sums)
+        if self.sorted_batch_size is not None:
+            self._rows.append((conf.cpu(), correct.cpu(), labels.detach().cpu()))
         self.n += b
         self.n_updates += 1
+
+    def _sorted_batch_ece(self) -> float:
+        conf, correct, labels = (torch.cat(col) for col in zip(*self._rows))
+        order = torch.argsort(labels, stable=True)               # class-sorted, dataset order within a class
+        return _chunked_ece(conf[order], correct[order], self.sorted_batch_size, self.n_bins)
 
     def compute(self) -> Dict[str, object]:
         """Return ``ece, mce, batch_averaged_ece, nll, brier, accuracy, n`` (floats/int) and ``bins`` (dict)."""
@@ -326,7 +344,7 @@ class CalibrationAccumulator:
         return {
             "ece": _ece_from_sums(*sums),
             "mce": _mce_from_sums(*sums),
-            "batch_averaged_ece": self.batch_ece_sum / self.n,
+            "batch_averaged_ece": self._sorted_batch_ece() if self.sorted_batch_size else self.batch_ece_sum / self.n,
             "nll": self.nll_sum / self.n,
             "brier": self.brier_sum / self.n,
             "accuracy": float(self.corr_sum.sum()) / self.n,

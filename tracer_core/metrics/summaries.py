@@ -4,6 +4,11 @@
     auc_normalized  trapz(value, step) / (step_last - step_first + 1e-9)   (time-averaged value)
     early_slope     least-squares slope over the first n = max(10, floor(0.1 N)) points
     half_life_step  first step with value <= 0.5 value[0]; None if never, or if value[0] <= 0
+
+Units: steps are optimizer steps (every step is logged). The reference's CSVs log one wandb step per ~5
+iterations (§5.1), so its early slopes are ~5x ours per step and its half-lives ~1/5 of ours in steps;
+auc_normalized is unit-free. Non-finite values are dropped before summarising (the reference would
+propagate a NaN into the summary; a run with a NaN loss stops with an error here anyway).
 """
 from __future__ import annotations
 

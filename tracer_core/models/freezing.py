@@ -15,12 +15,13 @@ def apply_layer_freezing(clip: nn.Module, freeze_text: bool = False, trainable_l
     """Set requires_grad on an open_clip CLIP in place.
 
     freeze_text: freeze the whole text tower (transformer, embeddings, ln_final, projection).
-    trainable_layers: -1 = everything trainable; N >= 0 freezes all but the last N residual blocks of
-    each tower (embeddings, projections and LayerNorms stay trainable). logit_scale is always trainable.
+    trainable_layers: -1 = everything trainable; N > 0 freezes all but the last N residual blocks of
+    each tower (embeddings, projections and LayerNorms stay trainable); 0 freezes both towers entirely.
+    logit_scale is always trainable.
     """
     for p in clip.parameters():
-        p.requires_grad_(True)
-    if trainable_layers >= 0:
+        p.requires_grad_(trainable_layers != 0)      # §6: 0 freezes both towers entirely (logit_scale below)
+    if trainable_layers > 0:
         for tower in (clip.visual, clip):
             blocks = _blocks(tower)
             n_frozen = max(len(blocks) - trainable_layers, 0)

@@ -154,7 +154,7 @@ def runs_row(rf: RunFolder) -> list[Any]:
     """The ``runs`` row of a run folder (column order of schema.RUNS_DDL)."""
     if rf.problem:
         return [rf.run_id, rf.run_id] + [None] * 5 + [[], schema.INCOMPATIBLE] + [None] * 9 + [rf.problem] + \
-            [None] * 4 + [str(rf.path)]
+            [None] * 4 + [str(rf.path), None]
     cfg, st, meta = rf.config.get("config", {}), rf.status, rf.meta
     tags = meta["tags"] if "tags" in meta else cfg.get("tags", [])
     seed = cfg.get("train", {}).get("seed")
@@ -164,4 +164,5 @@ def runs_row(rf: RunFolder) -> list[Any]:
             [str(t) for t in tags], status, st.get("status"), st.get("step"), st.get("steps_done"), st.get("total"),
             st.get("steps_per_s"), _ts(rf.config.get("created") or st.get("created")), _ts(st.get("started")),
             _ts(st.get("ended")), _ts(st.get("heartbeat")), st.get("error") or reason or None, st.get("host"),
-            st.get("pid"), json.dumps(st.get("versions", {})), rf.config.get("format_version"), str(rf.path)]
+            st.get("pid"), json.dumps(st.get("versions", {})), rf.config.get("format_version"), str(rf.path),
+            st.get("device") or None]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RUN_FORMAT_VERSION = 1
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2   # 2: runs.device (e.g. "cuda:0 x4 (torch.distributed, nccl)")
 
 # -- run folder layout ---------------------------------------------------------------------------------
 
@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS runs (
   run_id VARCHAR PRIMARY KEY, name VARCHAR, preset VARCHAR, method VARCHAR, teacher VARCHAR, seed BIGINT,
   config VARCHAR, tags VARCHAR[], status VARCHAR, file_status VARCHAR, step BIGINT, steps_done BIGINT, total BIGINT,
   steps_per_s DOUBLE, created TIMESTAMP, started TIMESTAMP, ended TIMESTAMP, heartbeat TIMESTAMP,
-  error VARCHAR, host VARCHAR, pid BIGINT, versions VARCHAR, format_version BIGINT, run_dir VARCHAR)
+  error VARCHAR, host VARCHAR, pid BIGINT, versions VARCHAR, format_version BIGINT, run_dir VARCHAR,
+  device VARCHAR)
 """
 META_DDL = "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
 # byte offset up to which each run file has been ingested (only complete lines are consumed)

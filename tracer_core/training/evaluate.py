@@ -7,6 +7,10 @@ from ..metrics.calibration import CalibrationAccumulator
 from ..models.zeroshot import class_text_embeddings, zero_shot_logits
 from .hooks import EvalReport
 
+# spec §7 / P9: the reference's per-batch ECE runs on class-sorted test loaders with batch 512 (the training
+# batch), whatever batch size this evaluation computes with
+REFERENCE_ECE_BATCH = 512
+
 
 def _bin_rows(bins: dict, model_name: str) -> list[dict[str, float]]:
     rows = []
@@ -23,7 +27,7 @@ def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None
     one set. ``head`` (nn.Module features->logits) replaces the zero-shot text head when given."""
     was_training = model.training
     model.eval()
-    acc = CalibrationAccumulator(n_bins=10, input_type="logits")
+    acc = CalibrationAccumulator(n_bins=10, input_type="logits", sorted_batch_size=REFERENCE_ECE_BATCH)
     with (autocast or torch.autocast("cpu", enabled=False)):
         class_emb = None if head is not None else class_text_embeddings(
             model, tokenizer, dataset.classnames, dataset.templates)          # (C, d)

@@ -42,7 +42,8 @@ def _step_scalars(terms, stats, loss, lr, grad_norm, parts: Parts, dt: float) ->
     if parts.teacher is not None:
         scalars[("teacher_weight", "")] = parts.teacher.last_weight
     for key, value in stats.items():
-        scalars[split_stat_key(key) if key.startswith(("teacher_", "student_")) else (key, "")] = value
+        stat = key.startswith(("teacher_", "student_", "post_temp_"))       # e.g. teacher_student_kl_img
+        scalars[split_stat_key(key) if stat else (key, "")] = value
     return scalars
 
 
