@@ -61,8 +61,8 @@ else:
     fmt = {c: st.column_config.NumberColumn(c, format="%.4f") for c in api.CAL_METRICS.values()}
     st.dataframe(table, hide_index=True, width="stretch", column_config=fmt, key="cal_table")
     st.caption("ECE: |accuracy − confidence| averaged over bins, weighted by bin size, on the whole set. Per-batch "
-               "ECE (reference protocol): ECE computed per evaluation batch and averaged, as the reference code "
-               "reports it. MCE: the largest bin gap. NLL in nats; Brier: squared error of the probability vector. "
+               "ECE (reference protocol): images sorted by class, ECE of each batch of 512, averaged weighted by batch "
+               "size, as the reference code reports it (it differs from the global ECE). MCE: the largest bin gap. NLL in nats; Brier: squared error of the probability vector. "
                "Teacher rows exist where the teacher was evaluated (the final step).")
 
 metric = st.segmented_control("Over training", list(api.CAL_METRICS)[1:], default="ece", key="cal_metric",

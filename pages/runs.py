@@ -42,7 +42,7 @@ def table_view() -> None:
     config = {"label": "run", "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
                                                                           format="percent")}
     st.dataframe(table[["label", "status", "strategy", "method", "teacher", "seed", "tags", "progress", *results,
-                        "run_id"]],
+                        "device", "run_id"]],
                  hide_index=True, width="stretch", column_config=config)
 
 
