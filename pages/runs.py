@@ -104,6 +104,15 @@ else:
         else:
             st.dataframe(diff, width="stretch", key="runs_diff")
 
+st.subheader("Reproduce from the command line")
+nproc = st.number_input("Processes (torchrun, one per GPU)", 1, 64, 1, key="runs_nproc",
+                        help="More than 1 gives the torchrun form; data.batch_size stays the global batch")
+configs = runs.set_index("run_id")["config"]
+st.code("\n\n".join(f"# {labels[r]}\n{api.cli_command(configs[r], int(nproc))}" for r in selected if configs.get(r)),
+        language="bash")
+st.caption("Only the keys that differ from the run's preset are listed; the run lands in this data folder's store "
+           "(set TRACER_DATA_DIR for another one).")
+
 st.subheader("Export")
 e = st.columns(3)
 e[0].download_button("CSV (zip)", lambda: api.export_zip(svc, selected, "csv"), file_name="tracer_runs_csv.zip",

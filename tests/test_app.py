@@ -9,6 +9,7 @@ timer in Chromium). ``st.cache_resource`` is process-wide: every test clears it,
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -271,6 +272,17 @@ def test_runs_table_filter_diff_and_export(app, seeded):
     diff = app.dataframe[1].value                      # [0] is the runs table
     assert "teacher.kind" in diff.index and "train.steps" not in diff.index     # diff only
     assert {b.key for b in app.get("download_button")} >= {"runs_csv", "runs_parquet", "runs_report"}
+    # the command lines rebuild each selected run's config; torchrun form on request
+    from tracer_core.cli import build_parser
+    from tracer_core.config import load_preset
+    code = app.code[0].value
+    assert code.count("python -m tracer_core train --preset") == 2
+    want = load_preset("tracer_ema", [*TINY, "train.seed=0"])             # how the fixture made that run
+    command = code.split("\n\n")[0].split("\n", 1)[1]                     # first run, after its "# label" line
+    args = build_parser().parse_args(shlex.split(command.replace("\\\n", " "))[3:])
+    assert load_preset(args.preset, args.set) == want
+    app.number_input(key="runs_nproc").set_value(4).run()
+    assert app.code[0].value.count("torchrun --nproc_per_node=4 -m tracer_core train") == 2
 
 
 def test_runs_rename_tag_and_delete(app, seeded):

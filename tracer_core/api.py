@@ -439,9 +439,10 @@ def kernel_view(total_steps: int, at_step: int, *, beta: float = 0.5, wma_every:
 # -- analysis pages (calibration, representations, attributions, robustness): tracer_core/api_analysis.py --
 
 def __getattr__(name: str) -> Any:
-    """``api.<name>`` for api_analysis.__all__, resolved lazily (api_analysis uses this module's helpers, so
+    """``api.<name>`` for api_analysis.__all__ and reproduce.__all__, resolved lazily (api_analysis uses this module's helpers, so
     an eager import here would be circular; neither module imports torch at import time)."""
-    from tracer_core import api_analysis
-    if name in api_analysis.__all__:
-        return getattr(api_analysis, name)
+    from tracer_core import api_analysis, reproduce
+    for module in (api_analysis, reproduce):
+        if name in module.__all__:
+            return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
