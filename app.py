@@ -7,15 +7,7 @@ Pages render; tracer_core.api computes. The store and the job runner are held on
 """
 import streamlit as st
 
-import tracer_core.api as api
-
 st.set_page_config(page_title="TRACER Studio", page_icon=":material/monitoring:", layout="wide")
-
-
-@st.cache_resource(show_spinner="Opening the run store…", on_release=lambda svc: svc.close())
-def services(data_dir: str) -> api.Services:
-    return api.open_services(data_dir)
-
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -28,6 +20,17 @@ PAGES = [
     st.Page("pages/attributions.py", title="Attributions", icon=":material/image_search:"),
     st.Page("pages/robustness.py", title="Robustness", icon=":material/shield:"),
 ]
+# navigation before anything slow: until a session has called st.navigation, Streamlit shows its automatic
+# pages/-directory menu, whose links would run a page without this frame (importing the api and opening the
+# store take seconds on a cold start)
+PAGE = st.navigation(PAGES)
+
+import tracer_core.api as api  # noqa: E402  (after st.navigation on purpose, see above)
+
+
+@st.cache_resource(show_spinner="Opening the run store…", on_release=lambda svc: svc.close())
+def services(data_dir: str) -> api.Services:
+    return api.open_services(data_dir)
 
 
 @st.fragment(run_every=3)
@@ -53,7 +56,6 @@ def main() -> None:
         st.stop()
     st.session_state["svc"] = svc
     st.session_state.setdefault("client_token", api.new_client_token())
-    page = st.navigation(PAGES)
     with st.sidebar:
         st.caption("Data folder")
         st.code(data_dir, language=None, wrap_lines=True)
@@ -61,7 +63,7 @@ def main() -> None:
             st.warning(note)
         jobs_sidebar(svc)
     try:
-        page.run()
+        PAGE.run()
     except Exception as e:  # last resort: a message, never a traceback
         st.error(f"Something went wrong on this page: {type(e).__name__}: {e}")
 

@@ -116,6 +116,12 @@ def test_demo_goes_live_and_every_page_renders(server):
             ctx = browser.new_context(viewport={"width": 1400, "height": 2200})
             page = ctx.new_page()
             page.goto(url)
+            # the first menu a fresh server shows is already the app's (st.navigation runs before the slow
+            # imports), not Streamlit's automatic pages/ menu whose links would run a page without its frame
+            nav = page.get_by_test_id("stSidebarNav")
+            expect(nav).to_be_visible(timeout=30_000)
+            items = set(nav.inner_text().split("\n"))
+            assert "Live dynamics" in items and not items & {"app", "attributions", "dynamics"}, items
             demo = page.get_by_role("button", name="Run the EMA vs WMA demo")
             expect(demo).to_be_visible(timeout=30_000)
             page.screenshot(path=str(SHOTS / "home.png"))
