@@ -105,8 +105,8 @@ else:
             st.dataframe(diff, width="stretch", key="runs_diff")
 
 st.subheader("Reproduce from the command line")
-nproc = st.number_input("Processes (torchrun, one per GPU)", 1, 64, 1, key="runs_nproc",
-                        help="More than 1 gives the torchrun form; data.batch_size stays the global batch")
+nproc = st.columns([1, 3])[0].number_input("Processes (torchrun, one per GPU)", 1, 64, 1, key="runs_nproc",
+                                           help="More than 1 gives the torchrun form; data.batch_size stays global")
 configs = runs.set_index("run_id")["config"]
 st.code("\n\n".join(f"# {labels[r]}\n{api.cli_command(configs[r], int(nproc))}" for r in selected if configs.get(r)),
         language="bash")
