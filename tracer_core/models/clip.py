@@ -8,10 +8,12 @@ Weights come from (ModelConfig.pretrained):
   "embedded"        the tiny CLIP shipped in ``data/pretrained/<name>.safetensors``
   "" / "none"       random init (seeded by the caller)
   an existing path  a local checkpoint (.safetensors, or a torch file holding a state dict)
-  anything else     an open_clip pretrained tag (needs the weights in open_clip's cache: no downloads here)
+  anything else     an open_clip pretrained tag: read from the local cache (model.cache_dir or open_clip's
+                    default) without a network request; downloaded only when not cached
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -82,19 +84,47 @@ def _mean_std(clip: nn.Module):
     return tuple(mean), tuple(std)
 
 
-def _create(name: str, tag: str | None, cache_dir: str) -> nn.Module:
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # quiet "initialized randomly"
+@contextlib.contextmanager
+def _hub_offline():
+    """Make huggingface_hub use only its local cache inside the block (no HEAD requests, no retries)."""
     try:
-        return open_clip.create_model(name, pretrained=tag, cache_dir=cache_dir or None)
-    except RuntimeError as e:
-        if "Unknown model" in str(e) or "not found" in str(e).lower():
-            raise CheckpointError(f"unknown model {name!r}: use a built-in ({', '.join(BUILTIN)}) or an "
-                                  f"open_clip architecture (open_clip.list_models())") from None
-        raise CheckpointError(f"could not load pretrained weights {tag!r} for {name!r}: {e}. This machine "
-                              f"cannot download; put the weights in model.cache_dir or pass a local file.") from None
+        import huggingface_hub.constants as hub
+    except ImportError:          # open_clip then only knows URL downloads, which check the cache first anyway
+        yield
+        return
+    before, hub.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE, True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = before
+
+
+def _create(name: str, tag: str | None, cache_dir: str) -> nn.Module:
+    """open_clip.create_model with errors a user can act on. A pretrained tag is looked up in the local
+    cache first (instant where the weights were downloaded before, e.g. a GPU box without a network); only
+    if it is not there does open_clip try to download (set HF_HUB_OFFLINE=1 to fail at once instead)."""
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # quiet "initialized randomly"
+    if name not in open_clip.list_models():
+        raise CheckpointError(f"unknown model {name!r}: use a built-in ({', '.join(BUILTIN)}) or an "
+                              f"open_clip architecture (open_clip.list_models())")
+    if tag and tag not in open_clip.list_pretrained_tags_by_model(name):
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+        raise CheckpointError(f"unknown pretrained tag {tag!r} for {name!r} (open_clip knows: {tags}); "
+                              f"or pass a local checkpoint path")
+    kwargs = {"pretrained": tag, "cache_dir": cache_dir or None}
+    if tag:
+        try:
+            with _hub_offline():
+                return open_clip.create_model(name, **kwargs)
+        except Exception:   # not in the local cache: try the network below
+            pass
+    try:
+        return open_clip.create_model(name, **kwargs)
     except Exception as e:  # hub/network errors surface as many types
-        raise CheckpointError(f"could not load pretrained weights {tag!r} for {name!r} ({type(e).__name__}: "
-                              f"{e}). No downloads here: pass a local checkpoint path instead.") from None
+        where = f"model.cache_dir={cache_dir!r}" if cache_dir else "open_clip's default cache"
+        raise CheckpointError(f"could not load pretrained weights {tag!r} for {name!r} from {where} and could "
+                              f"not download them ({type(e).__name__}: {str(e)[:300]}). Put the weights in "
+                              f"the cache or pass a local checkpoint path.") from None
 
 
 def embedded_checkpoint(name: str) -> Path:
