@@ -92,3 +92,30 @@ def test_wrong_model_names_and_tags_say_what_exists():
         build_model(ModelConfig(name="ViT-Q-99", pretrained="none"))
     with pytest.raises(CheckpointError, match="unknown pretrained tag 'laion9000' for 'RN50'.*openai"):
         build_model(ModelConfig(name="RN50", pretrained="laion9000"))
+
+
+def test_flyp_trains_on_a_caption_csv_with_its_own_captions(tmp_path):
+    """FLYP's own data format: a table of (filepath, title, label); captions come from the table, not templates."""
+    import csv
+
+    folder = _image_folder(tmp_path / "imgs", n_per_class=4)
+    rows = [(str(p.relative_to(tmp_path)), f"a photo of a {p.parent.name}, number {i}", int("blue" in p.parent.name))
+            for i, p in enumerate(sorted(folder.glob("train/*/*.png")))]
+    with open(tmp_path / "train.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("filepath", "title", "label"), *rows])
+    (tmp_path / "classnames.txt").write_text("red square\nblue square\n")
+    cfg = load_preset("flyp", ["model.pretrained=none", "data.train_set=csv", f"data.path={tmp_path / 'train.csv'}",
+                               'data.eval_sets=["csv"]', "data.batch_size=4", "train.steps=3", "train.threads=1",
+                               "train.similarity_probe=0"])
+    rec = Steps()
+    summary = run(cfg, rec)
+    assert summary.status == "done" and summary.final_eval["csv"]["accuracy"] >= 0
+    assert all(torch.isfinite(torch.tensor(s[("loss", "clip_loss")])) for s in rec.steps)
+    # the batches' captions are the table's rows (FLYP), not class-prompt templates
+    from tracer_core.data import load_dataset
+    from tracer_core.training.batches import batch_iterator
+    _, tok = build_model(cfg.model)
+    ds = load_dataset("csv", split="train", image_size=28, path=str(tmp_path / "train.csv"))
+    table = {tuple(t.tolist()) for t in tok([title for _, title, _ in rows])}
+    batch = next(batch_iterator(ds, tok, 4, seed=0, device="cpu"))
+    assert all(tuple(t.tolist()) in table for t in batch.tokens)
