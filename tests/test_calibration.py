@@ -294,6 +294,23 @@ def test_accumulator_sorted_protocol_ignores_update_order_and_sizes(seed):
         CalibrationAccumulator(sorted_batch_size=0)
 
 
+def test_merged_shards_equal_one_accumulator():
+    """Data-parallel evaluation: contiguous shards merged in order give the whole set's numbers exactly."""
+    logits, labels = _random_logits(3, n=1000, c=6)
+    whole = CalibrationAccumulator(input_type="logits", sorted_batch_size=256)
+    whole.update(logits, labels)
+    shards = [CalibrationAccumulator(input_type="logits", sorted_batch_size=256) for _ in range(3)]
+    for acc, (lo, hi) in zip(shards, [(0, 333), (333, 666), (666, 1000)]):
+        acc.update(logits[lo:hi], labels[lo:hi])
+    merged = shards[0].merge(shards[1]).merge(shards[2]).compute()
+    ref = whole.compute()
+    for key in ("ece", "mce", "batch_averaged_ece", "nll", "brier", "accuracy", "n"):
+        assert merged[key] == pytest.approx(ref[key], abs=1e-12), key
+    assert torch.equal(merged["bins"]["count"], ref["bins"]["count"])
+    with pytest.raises(ValueError, match="same n_bins"):
+        whole.merge(CalibrationAccumulator(n_bins=5))
+
+
 def test_accumulator_probs_input_reset_and_errors():
     probs, labels = _edge_probs(1)
     acc = CalibrationAccumulator(input_type="auto")

@@ -62,7 +62,7 @@ def test_two_ranks_train_the_same_model_as_one_process(preset, tmp_path):
     one, _ = _train(preset, tmp_path / "one", env, 1, store=False)
     two, log = _train(preset, tmp_path / "two", env, 2, store=preset == "tracer")
     assert one["status"] == two["status"] == "done" and one["steps"] == two["steps"] == 6
-    for metric in ("accuracy", "nll", "ece"):
+    for metric in ("accuracy", "nll", "ece", "ece_batch"):   # evaluation is sharded over the 2 ranks too
         assert two["final_eval"]["synthetic"][metric] == pytest.approx(one["final_eval"]["synthetic"][metric],
                                                                        rel=1e-3, abs=1e-4)
     ckpt = "checkpoints/step_000006.pt"

@@ -331,6 +331,22 @@ class CalibrationAccumulator:
         self.n += b
         self.n_updates += 1
 
+    def merge(self, other: "CalibrationAccumulator") -> "CalibrationAccumulator":
+        """Add ``other``'s state to this one (e.g. the shards of a data-parallel evaluation, in shard order:
+        the sorted protocol keeps rows of one class in the order they were added). Returns self."""
+        if (other.n_bins, other.sorted_batch_size) != (self.n_bins, self.sorted_batch_size):
+            raise ValueError("merge needs accumulators with the same n_bins and sorted_batch_size")
+        for mine, theirs in ((self.count, other.count), (self.conf_sum, other.conf_sum),
+                             (self.corr_sum, other.corr_sum)):
+            mine += theirs
+        self.nll_sum += other.nll_sum
+        self.brier_sum += other.brier_sum
+        self.batch_ece_sum += other.batch_ece_sum
+        self.n += other.n
+        self.n_updates += other.n_updates
+        self._rows += other._rows
+        return self
+
     def _sorted_batch_ece(self) -> float:
         conf, correct, labels = (torch.cat(col) for col in zip(*self._rows))
         order = torch.argsort(labels, stable=True)               # class-sorted, dataset order within a class

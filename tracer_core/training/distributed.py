@@ -22,8 +22,10 @@ What each rank does (rank = torchrun's RANK, world = WORLD_SIZE):
 * Per-rank state stays per rank where the reference has no global version: FT2B's simulated-OOD draws and
   GRACE's PGD starts (rank r > 0 reseeds with seed + r), and GRACE's curvature scores, which each rank
   estimates from its own shard (so its rank masks may differ between ranks; the weights never do).
-* Rank 0 alone reports through hooks (so only it writes the run store), evaluates and saves checkpoints; the
-  other ranks wait at a barrier. A cancel seen by rank 0 is shared with all ranks at the end of the step.
+* Evaluation is sharded: each rank scores a contiguous slice of every eval set and the metric accumulators
+  are merged in rank order, so the numbers equal one process's (the class-sorted per-batch ECE included).
+  Rank 0 alone reports through hooks (so only it writes the run store), computes the CKA probe and saves
+  checkpoints. A cancel seen by rank 0 is shared with all ranks at the end of the step.
 
 Backend: NCCL on CUDA (each rank on ``cuda:LOCAL_RANK``), gloo on CPU (tests run 2 CPU ranks).
 """
@@ -103,8 +105,8 @@ def setup(device_name: str) -> tuple[Dist, str]:
         device_name = "cpu"
     owns = not dist.is_initialized()
     if owns:
-        # long timeout: ranks > 0 wait at a barrier while rank 0 evaluates, which on ImageNet-scale sets takes
-        # longer than NCCL's 10-minute default
+        # long timeout: ranks > 0 wait in the next collective while rank 0 alone computes the CKA probe and
+        # writes checkpoints, which for large models on slow disks can outlast NCCL's 10-minute default
         dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=2))
     return Dist(rank, world, local, owns), device_name
 
@@ -120,6 +122,24 @@ def shard_size(batch_size: int, d: Dist) -> int:
         raise ValueError(f"data.batch_size={batch_size} is the global batch and must be divisible by the "
                          f"{d.world_size} torchrun processes (e.g. {batch_size // d.world_size * d.world_size})")
     return batch_size // d.world_size
+
+
+def shard_range(n: int, d: Dist) -> tuple[int, int]:
+    """Rank r's contiguous rows [lo, hi) of n (the ranks' ranges concatenated in rank order are [0, n))."""
+    return n * d.rank // d.world_size, n * (d.rank + 1) // d.world_size
+
+
+def merge_shards(acc, d: Dist):
+    """Every rank's metric accumulator merged in rank order (any object with ``merge``), on every rank."""
+    if not d.enabled:
+        return acc
+    parts: list = [None] * d.world_size
+    with collective("gathering evaluation results"):
+        dist.all_gather_object(parts, acc)
+    merged = parts[0]
+    for other in parts[1:]:
+        merged.merge(other)
+    return merged
 
 
 def gather(x: torch.Tensor) -> torch.Tensor:
@@ -197,9 +217,3 @@ def any_rank(flag: bool, d: Dist) -> bool:
     with collective("sharing the stop flag"):
         dist.all_reduce(t)
     return bool(t.item() > 0)
-
-
-def barrier(d: Dist) -> None:
-    if d.enabled:
-        with collective("waiting for rank 0's evaluation"):
-            dist.barrier()

@@ -5,6 +5,7 @@ import torch
 
 from ..metrics.calibration import CalibrationAccumulator
 from ..models.zeroshot import class_text_embeddings, zero_shot_logits
+from . import distributed
 from .hooks import EvalReport
 
 # spec §7 / P9: the reference's per-batch ECE runs on class-sorted test loaders with batch 512 (the training
@@ -22,9 +23,15 @@ def _bin_rows(bins: dict, model_name: str) -> list[dict[str, float]]:
 
 
 @torch.no_grad()
-def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None, autocast=None) -> dict:
+def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None, autocast=None,
+                   dist: distributed.Dist | None = None) -> dict:
     """Accuracy, ECE (global and batch-averaged), MCE, NLL, Brier and reliability bins of one model on
-    one set. ``head`` (nn.Module features->logits) replaces the zero-shot text head when given."""
+    one set. ``head`` (nn.Module features->logits) replaces the zero-shot text head when given.
+
+    Under torchrun (``dist``) each rank evaluates a contiguous shard of the set and the accumulators are
+    merged in rank order, so every rank returns exactly the one-process numbers (the class-sorted ECE too).
+    """
+    d = dist or distributed.Dist()
     was_training = model.training
     model.eval()
     acc = CalibrationAccumulator(n_bins=10, input_type="logits", sorted_batch_size=REFERENCE_ECE_BATCH)
@@ -32,35 +39,36 @@ def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None
         class_emb = None if head is not None else class_text_embeddings(
             model, tokenizer, dataset.classnames, dataset.templates)          # (C, d)
         tensors = dataset.tensors()
-        n = len(dataset)
-        for start in range(0, n, batch_size):
+        lo, hi = distributed.shard_range(len(dataset), d)                    # [0, n) in one process
+        for start in range(lo, hi, batch_size):
+            end = min(start + batch_size, hi)
             if tensors is not None:
-                images, labels = tensors[0][start:start + batch_size], tensors[1][start:start + batch_size]
+                images, labels = tensors[0][start:end], tensors[1][start:end]
             else:
-                items = [dataset[i] for i in range(start, min(start + batch_size, n))]
+                items = [dataset[i] for i in range(start, end)]
                 images = torch.stack([im for im, _ in items])
                 labels = torch.tensor([lab for _, lab in items])
             feats = model.encode_image(images.to(device))                     # (b, d) unit rows
             logits = head(feats) if head is not None else zero_shot_logits(feats, class_emb, model.logit_scale)
             acc.update(logits.float().cpu(), labels)
     model.train(was_training)
-    res = acc.compute()
+    res = distributed.merge_shards(acc, d).compute()
     metrics = {"accuracy": res["accuracy"], "ece": res["ece"], "ece_batch": res["batch_averaged_ece"],
                "mce": res["mce"], "nll": res["nll"], "brier": res["brier"]}
     return {"metrics": metrics, "bins": res["bins"]}
 
 
 def evaluate_sets(step: int, student, tokenizer, eval_sets: dict, batch_size: int, device,
-                  method=None, teacher=None, autocast=None) -> EvalReport:
+                  method=None, teacher=None, autocast=None, dist=None) -> EvalReport:
     """Evaluate the student (and the teacher, when given) on every eval set -> one EvalReport."""
     report = EvalReport(step=step)
     for name, ds in eval_sets.items():
         head = method.classifier_head(ds.classnames) if method is not None else None
-        res = evaluate_model(student, tokenizer, ds, batch_size, device, head=head, autocast=autocast)
+        res = evaluate_model(student, tokenizer, ds, batch_size, device, head=head, autocast=autocast, dist=dist)
         report.metrics[name] = dict(res["metrics"])
         report.reliability[name] = _bin_rows(res["bins"], "student")
         if teacher is not None:
-            t_res = evaluate_model(teacher.module, tokenizer, ds, batch_size, device, autocast=autocast)
+            t_res = evaluate_model(teacher.module, tokenizer, ds, batch_size, device, autocast=autocast, dist=dist)
             report.metrics[name].update({f"teacher_{k}": v for k, v in t_res["metrics"].items()})
             report.reliability[name] += _bin_rows(t_res["bins"], "teacher")
     return report

@@ -77,18 +77,16 @@ def _train_step(parts: Parts, step: int, cfg: RunConfig):
 def _evaluate(parts: Parts, step: int, final: bool):
     report = evaluate_sets(step, parts.student, parts.tokenizer, parts.eval_sets, parts.cfg.data.eval_batch_size,
                            parts.device, method=parts.method, teacher=parts.teacher if final else None,
-                           autocast=parts.autocast())
+                           autocast=parts.autocast(), dist=parts.dist)     # torchrun: sharded over the ranks
     if parts.similarity is not None:    # per-layer CKA/SVCCA on the fixed probe, teacher pairs at every eval
         report.similarities = parts.similarity.rows(parts.student, parts.teacher)
     return report
 
 
-def _eval_point(parts: Parts, hooks: Hooks, step: int, final: bool, report: bool = True):
-    """Rank 0 evaluates and reports (the only rank under torchrun that does); the other ranks wait for it."""
-    result = _evaluate(parts, step, final) if parts.dist.is_main else None
-    if result is not None and report:
-        hooks.on_eval(result)
-    distributed.barrier(parts.dist)
+def _eval_point(parts: Parts, hooks: Hooks, step: int, final: bool):
+    """Every rank evaluates its shard; rank 0 (the only rank with real hooks under torchrun) reports."""
+    result = _evaluate(parts, step, final)
+    hooks.on_eval(result)
     return result
 
 

@@ -89,10 +89,9 @@ def _build(cfg: RunConfig, d: distributed.Dist, device_name: str) -> Parts:
     apply_layer_freezing(student.clip, cfg.train.freeze_text, cfg.train.trainable_layers)
     size, dc = student.image_size, cfg.data
     train_set = load_dataset(dc.train_set, split="train", image_size=size, seed=dc.seed, path=dc.path)
-    # only rank 0 evaluates (training/distributed.py), so the other ranks do not load the eval sets
     eval_sets = {name: load_dataset(name, split="test", image_size=size, seed=dc.seed,
                                     max_samples=dc.max_eval_samples, path=dc.path if name in ("imagefolder", "csv") else "")
-                 for name in dc.eval_sets} if d.is_main else {}
+                 for name in dc.eval_sets}
     ctx = MethodContext(tokenizer, list(train_set.classnames), list(train_set.templates), device, distributed.gather)
     method = create_method(cfg, student, ctx)
     total = cfg.train.steps
