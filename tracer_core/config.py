@@ -316,6 +316,17 @@ def _build(cls: type, d: Mapping[str, Any], prefix: str) -> Any:
         raise ConfigError(str(e)) from None
 
 
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"teacher": {"beta": 0.5}} -> {"teacher.beta": 0.5} (the dotted keys of overrides and config diffs)."""
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def parse_value(text: str) -> Any:
     """Parse an override value: JSON literal if it parses (1, 0.5, true, [1,2], "x"), else the raw string."""
     try:

@@ -12,19 +12,9 @@ import json
 import shlex
 from typing import Any, Mapping
 
-from .config import RunConfig, list_presets, load_preset, parse_value
+from .config import RunConfig, flatten, list_presets, load_preset, parse_value
 
 __all__ = ["override_args", "cli_command"]
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _text(value: Any) -> str:
@@ -45,7 +35,7 @@ def override_args(config: RunConfig | Mapping[str, Any] | str) -> tuple[str, lis
     cfg = _as_config(config)
     presets = list_presets()
     preset = next((p for p in (cfg.preset, cfg.method) if p in presets), "flyp")
-    base, want = _flatten(load_preset(preset).to_dict()), _flatten(cfg.to_dict())
+    base, want = flatten(load_preset(preset).to_dict()), flatten(cfg.to_dict())
     return preset, [f"{key}={_text(value)}" for key, value in want.items() if base.get(key) != value]
 
 
