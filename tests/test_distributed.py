@@ -154,6 +154,19 @@ def test_cancel_seen_by_rank_0_stops_both_ranks(tmp_path):
     assert json.loads((runs[0] / "status.json").read_text())["status"] == "cancelled"
 
 
+def _children(pid: int) -> list[int]:
+    """Child pids of ``pid`` from /proc (field 4 of /proc/<pid>/stat is the parent pid)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def test_a_killed_rank_fails_the_run_with_a_clear_message_and_keeps_its_rows(tmp_path):
     proc = _launch(tmp_path, ["train.steps=3000"])
     deadline, run = time.monotonic() + 240, None
@@ -166,8 +179,8 @@ def test_a_killed_rank_fails_the_run_with_a_clear_message_and_keeps_its_rows(tmp
         time.sleep(0.2)
     assert run is not None, proc.communicate(timeout=60)
     rank0 = json.loads((run / "status.json").read_text())["pid"]
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    rank1 = [int(c) for c in children if int(c) != rank0]
+    children = _children(proc.pid)                 # torchrun's worker processes: rank 0 and rank 1
+    rank1 = [c for c in children if c != rank0]
     assert len(rank1) == 1, children
     os.kill(rank1[0], 9)
     out, err = proc.communicate(timeout=240)
