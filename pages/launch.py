@@ -94,3 +94,7 @@ if st.session_state.get("launched"):
     if st.button("Watch them live", key="launch_watch", icon=":material/monitoring:"):
         st.session_state["dynamics_runs"] = st.session_state.pop("launched")
         st.switch_page("pages/dynamics.py")
+
+st.caption("Runs launched here train in a background process on this machine, one at a time. With several GPUs, "
+           "start a run with `torchrun` from the command line (the **Runs** page prints the command for any run): "
+           "it shows up on these pages live like any other.")
