@@ -104,7 +104,9 @@ def cmd_presets(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tracer_core", description="TRACER Studio command line")
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="fine-tune a model (lands in the run store)")
+    t = sub.add_parser("train", help="fine-tune a model (lands in the run store)",
+                       epilog="Several GPUs: torchrun --nproc_per_node=N -m tracer_core train ... (data.batch_size "
+                              "is the global batch; rank 0 writes the store).")
     src = t.add_mutually_exclusive_group()
     src.add_argument("--preset", default="tracer", help="preset name (see `presets`)")
     src.add_argument("--config", help="a full RunConfig JSON file instead of a preset")
