@@ -11,14 +11,11 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from pathlib import Path
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 PAGES = ["pages/home.py", "pages/launch.py", "pages/dynamics.py", "pages/kernel.py", "pages/runs.py"]
 TINY = ["model.pretrained=none", "data.train_set=synthetic", 'data.eval_sets=["synthetic"]', "train.steps=12",
         "data.batch_size=16", "data.max_eval_samples=64", "train.eval_every=6", "optim.warmup_steps=3",
@@ -48,17 +45,9 @@ def seeded(tmp_path_factory):
     return data_dir, ids
 
 
-def _app(monkeypatch, data_dir) -> AppTest:
-    monkeypatch.setenv("TRACER_DATA_DIR", str(data_dir))
-    st.cache_resource.clear()          # a fresh store/runner for this data folder (on_release closes the old)
-    return AppTest.from_file(APP, default_timeout=60)
-
-
 @pytest.fixture
-def app(seeded, monkeypatch):
-    at = _app(monkeypatch, seeded[0])
-    yield at
-    st.cache_resource.clear()
+def app(seeded, app_for):
+    return app_for(seeded[0])
 
 
 def _open(at: AppTest, page: str | None = None, **state) -> AppTest:
@@ -110,8 +99,8 @@ def test_home_has_demo_button_and_counts(app):
     assert "collapses" in app.markdown[0].value and "persists" in app.markdown[0].value
 
 
-def test_empty_store_explains_what_to_do(tmp_path, monkeypatch):
-    at = _app(monkeypatch, tmp_path / "empty")
+def test_empty_store_explains_what_to_do(tmp_path, app_for):
+    at = app_for(tmp_path / "empty")
     try:
         for page in (None, "pages/dynamics.py", "pages/runs.py"):
             _open(at, page)
@@ -174,12 +163,12 @@ def test_log_scale_toggle_and_seed_bands(app, seeded):
     assert any(t.get("fill") == "toself" for t in band["data"])
 
 
-def test_live_view_updates_a_running_run(tmp_path, monkeypatch):
+def test_live_view_updates_a_running_run(tmp_path, app_for):
     """A run still writing: progress is shown and a rerun (what run_every triggers) shows the new points."""
     from tracer_core.config import load_preset
     from tracer_core.store.writer import RunWriter
 
-    at = _app(monkeypatch, tmp_path / "live")
+    at = app_for(tmp_path / "live")
     cfg = load_preset("tracer", TINY)
     with RunWriter.create(cfg, tmp_path / "live", flush_s=0.05) as writer:
         writer.on_start(type("Info", (), {"total_steps": 12, "versions": {}})())
@@ -241,8 +230,8 @@ def test_launch_form_rejects_bad_values_with_a_message(app, seeded, values, mess
     assert len(list((seeded[0] / "runs").iterdir())) == before    # nothing was queued
 
 
-def test_launch_double_submit_queues_one_run(tmp_path, monkeypatch):
-    at = _app(monkeypatch, tmp_path / "launch")
+def test_launch_double_submit_queues_one_run(tmp_path, app_for):
+    at = app_for(tmp_path / "launch")
     try:
         extra = "\n".join(TINY + ["train.steps=2", "train.eval_at_start=false"])
         _launch(at, extra=extra, steps=2)

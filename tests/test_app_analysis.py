@@ -9,7 +9,6 @@ with a WMA teacher and plain FT (no teacher, a trained linear head). Unlike test
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,8 +16,6 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 PAGES = ["pages/calibration.py", "pages/representations.py", "pages/attributions.py", "pages/robustness.py"]
 TINY = ["model.pretrained=none", "data.train_set=synthetic", 'data.eval_sets=["synthetic","sklearn_digits"]',
         "train.steps=12", "data.batch_size=16", "data.max_eval_samples=48", "train.eval_every=6",
@@ -48,17 +45,9 @@ def seeded(tmp_path_factory):
     return data_dir, ids
 
 
-def _app(monkeypatch, data_dir) -> AppTest:
-    monkeypatch.setenv("TRACER_DATA_DIR", str(data_dir))
-    st.cache_resource.clear()
-    return AppTest.from_file(APP, default_timeout=240)
-
-
 @pytest.fixture
-def app(seeded, monkeypatch):
-    at = _app(monkeypatch, seeded[0])
-    yield at
-    st.cache_resource.clear()
+def app(seeded, app_for):
+    return app_for(seeded[0], timeout=240)
 
 
 def _open(at: AppTest, page: str, **state) -> AppTest:
@@ -98,8 +87,8 @@ def test_analysis_pages_open_without_error(app, page):
     assert app.get("plotly_chart") or app.get("button"), "a chart, or a button that computes one"
 
 
-def test_empty_store_explains_what_to_do(tmp_path, monkeypatch):
-    at = _app(monkeypatch, tmp_path / "empty")
+def test_empty_store_explains_what_to_do(tmp_path, app_for):
+    at = app_for(tmp_path / "empty")
     try:
         for page, words in zip(PAGES, ("No evaluations yet", "No representation similarities", "No checkpoint",
                                        "No checkpoint")):

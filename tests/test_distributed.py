@@ -28,11 +28,16 @@ SETTINGS = ["model.pretrained=none", "data.train_set=synthetic", 'data.eval_sets
             "train.similarity_probe=0"]
 
 
-def _train(preset: str, out: Path, env: dict, nproc: int, store: bool) -> tuple[dict, str]:
+def _cmd(preset: str, nproc: int, extra: list[str] = (), flags: list[str] = ()) -> list[str]:
+    """`python -m tracer_core train --json` (under torchrun when nproc > 1) with SETTINGS + extra overrides."""
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)] if nproc > 1
                 else [sys.executable])
-    cmd = launcher + ["-m", "tracer_core", "train", "--preset", preset, "--json", "--out", str(out)]
-    cmd += [a for s in SETTINGS for a in ("--set", s)] + ([] if store else ["--no-store"])
+    return (launcher + ["-m", "tracer_core", "train", "--preset", preset, "--json", *flags]
+            + [a for s in [*SETTINGS, *extra] for a in ("--set", s)])
+
+
+def _train(preset: str, out: Path, env: dict, nproc: int, store: bool) -> tuple[dict, str]:
+    cmd = _cmd(preset, nproc, flags=["--out", str(out)] + ([] if store else ["--no-store"]))
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
@@ -116,9 +121,19 @@ def test_global_batch_must_split_evenly_over_ranks():
 
 def _launch(tmp_path: Path, extra: list[str]) -> subprocess.Popen:
     env = {**os.environ, "TRACER_DATA_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tracer_core", "train",
-           "--preset", "tracer", "--json"] + [a for s in SETTINGS + extra for a in ("--set", s)]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(_cmd("tracer", 2, extra), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_rows(tmp_path: Path, proc: subprocess.Popen, min_bytes: int) -> Path:
+    """The run folder once rank 0's writer has flushed more than ``min_bytes`` of series rows."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        runs = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] \
+            if (tmp_path / "runs").exists() else []
+        if runs and (runs[0] / "series.jsonl").exists() and (runs[0] / "series.jsonl").stat().st_size > min_bytes:
+            return runs[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no series rows after 240 s: {proc.communicate(timeout=60)}")
 
 
 def _only_run(tmp_path: Path) -> Path:
@@ -140,18 +155,12 @@ def test_cancel_seen_by_rank_0_stops_both_ranks(tmp_path):
     from tracer_core.store import schema
 
     proc = _launch(tmp_path, ["train.steps=2000"])
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:           # wait for live rows from rank 0's writer
-        runs = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] \
-            if (tmp_path / "runs").exists() else []
-        if runs and (runs[0] / "series.jsonl").exists() and (runs[0] / "series.jsonl").stat().st_size > 0:
-            break
-        time.sleep(0.2)
-    (runs[0] / schema.CANCEL_FILE).touch()
+    run = _wait_for_rows(tmp_path, proc, 0)      # live rows from rank 0's writer
+    (run / schema.CANCEL_FILE).touch()
     out, err = proc.communicate(timeout=240)
     result = json.loads(out.strip().splitlines()[-1])
     assert result["status"] == "cancelled" and 0 < result["steps"] < 2000
-    assert json.loads((runs[0] / "status.json").read_text())["status"] == "cancelled"
+    assert json.loads((run / "status.json").read_text())["status"] == "cancelled"
 
 
 def _children(pid: int) -> list[int]:
@@ -169,15 +178,7 @@ def _children(pid: int) -> list[int]:
 
 def test_a_killed_rank_fails_the_run_with_a_clear_message_and_keeps_its_rows(tmp_path):
     proc = _launch(tmp_path, ["train.steps=3000"])
-    deadline, run = time.monotonic() + 240, None
-    while time.monotonic() < deadline:           # wait until rank 0 has flushed some steps
-        runs = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] \
-            if (tmp_path / "runs").exists() else []
-        if runs and (runs[0] / "series.jsonl").exists() and (runs[0] / "series.jsonl").stat().st_size > 20_000:
-            run = runs[0]
-            break
-        time.sleep(0.2)
-    assert run is not None, proc.communicate(timeout=60)
+    run = _wait_for_rows(tmp_path, proc, 20_000)  # rank 0 has flushed some steps
     rank0 = json.loads((run / "status.json").read_text())["pid"]
     children = _children(proc.pid)                 # torchrun's worker processes: rank 0 and rank 1
     rank1 = [c for c in children if c != rank0]

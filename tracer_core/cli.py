@@ -15,7 +15,7 @@ import math
 import signal
 import sys
 
-from .config import ConfigError, apply_overrides, list_presets, load_config_file, load_preset, preset_description
+from .config import ConfigError, list_presets, load_config_file, load_preset, preset_description
 
 
 def _progress_hooks(total: int, quiet: bool):
@@ -69,9 +69,7 @@ def cmd_train(args) -> int:
         signal.signal(signal.SIGTERM, lambda signum, frame: writer.stop_from_signal("interrupted"))
     with writer if writer is not None else contextlib.nullcontext():   # closes the run folder's status
         summary = run(cfg, hooks, output_dir=out_dir)
-    status = summary.status
-    if status == "cancelled" and getattr(writer, "stop_reason", ""):   # e.g. "interrupted" after a SIGTERM
-        status = writer.stop_reason
+    status = writer.final_status(summary.status) if writer is not None else summary.status   # as stored
     result = {"run_id": getattr(writer, "run_id", None), "status": status, "steps": summary.steps,
               "wall_time_s": round(summary.wall_time_s, 3), "steps_per_s": round(summary.steps_per_s, 3),
               "final_eval": summary.final_eval, "summaries": summary.summaries, "checkpoint": summary.checkpoint}

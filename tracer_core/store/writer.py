@@ -197,6 +197,11 @@ class RunWriter(Hooks):
         while this thread holds the writer's lock); the stop is recorded at the next ``should_stop``."""
         self._signalled = reason
 
+    def final_status(self, status: str | None) -> str | None:
+        """The status a run ends with: a loop that stopped on request ("cancelled") ends with the stop's reason
+        (cancelled, or interrupted after a signal or the launcher's death)."""
+        return self._stop_reason if status == "cancelled" and self._stop_reason else status
+
     @property
     def stop_reason(self) -> str:
         """"" while no stop was asked; else the status the run will end with (cancelled, interrupted)."""
@@ -229,8 +234,7 @@ class RunWriter(Hooks):
         self._wake.set()
         self._thread.join(timeout=10)
         self._flush()
-        if status == "cancelled" and self._stop_reason:
-            status = self._stop_reason
+        status = self.final_status(status)
         with self._lock:
             self._status.update(status=status or "interrupted", error=error or "", ended=time.time(), **(extra or {}))
         self._write_status()

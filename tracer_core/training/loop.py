@@ -33,8 +33,8 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says at which step and why."""
 
 
-def _step_scalars(terms, stats, loss, lr, grad_norm, parts: Parts, dt: float) -> dict:
-    scalars = {("loss", "total"): float(loss), ("lr", ""): lr, ("step_time", ""): dt,
+def _step_scalars(terms, stats, loss, lr, grad_norm, parts: Parts) -> dict:
+    scalars = {("loss", "total"): float(loss), ("lr", ""): lr,
                ("logit_scale", ""): float(parts.student.logit_scale.detach())}
     scalars.update({("loss", k): float(v.detach()) for k, v in terms.items()})
     if grad_norm is not None:
@@ -123,7 +123,7 @@ def _run(parts: Parts, hooks: Hooks, output_dir) -> RunSummary:
         for step in range(parts.total_steps if trains else 0):
             t_step = time.perf_counter()
             terms, stats, loss, lr, grad_norm = _train_step(parts, step, config)
-            scalars = _step_scalars(terms, stats, loss, lr, grad_norm, parts, 0.0)
+            scalars = _step_scalars(terms, stats, loss, lr, grad_norm, parts)
             # timed after the scalars' .item() calls: on CUDA they wait for this step's backward and
             # optimizer kernels, so the step time is the real per-step cost, not the launch time
             scalars[("step_time", "")] = time.perf_counter() - t_step
