@@ -130,17 +130,17 @@ def list_datasets() -> list[str]:
 
 
 def _check_datasets(cfg: RunConfig) -> None:
-    try:
-        from tracer_core.data.registry import dataset_info
-    except ImportError:          # registry unavailable: the worker reports the problem instead
-        return
-    for name in (cfg.data.train_set, *cfg.data.eval_sets):
-        try:
-            dataset_info(name)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+    """Names (registered or declared), paths and class lists, before the run is queued (data/runsets.py)."""
     if not cfg.data.eval_sets:
         raise ConfigError("data.eval_sets: choose at least one evaluation set")
+    try:
+        from tracer_core.data.runsets import check_run_data
+    except ImportError:          # registry unavailable: the worker reports the problem instead
+        return
+    try:
+        check_run_data(cfg.data)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def sweep_configs(base: RunConfig, seeds: Sequence[int] = (), betas: Sequence[float] = (),

@@ -2,6 +2,7 @@
 
     train --preset NAME [--set key=value ...] [--json]   fine-tune; runs land in the run store
           (data-parallel: torchrun --nproc_per_node=N -m tracer_core train ...; rank 0 writes)
+    eval --model M --pretrained TAG --sets a,b,...      zero-shot row on declared sets (evaluate_cli.py)
     presets                                             list presets
     pretrain [...]                                      pretrain the embedded tiny CLIP (see pretrain.py)
     runs / show / export / delete                       the run store (tracer_core/store/cli.py)
@@ -62,6 +63,8 @@ def cmd_train(args) -> int:
 
     cfg = load_config_file(args.config, args.set) if args.config else load_preset(args.preset, args.set)
     rank = env_world()[0]      # under torchrun only rank 0 writes the store and prints (training/distributed.py)
+    from .data.runsets import check_run_data
+    check_run_data(cfg.data)   # bad paths / class lists / declared sets: refused before a run folder exists
     writer = _store_writer(cfg, args) if rank == 0 else None
     hooks = HookList([_progress_hooks(cfg.train.steps, args.json or args.quiet or rank > 0), writer])
     out_dir = args.out or (str(writer.run_dir) if writer is not None else None)
@@ -126,6 +129,8 @@ def _add_optional_commands(sub) -> None:
         add_store_commands(sub)
     except ImportError:
         pass
+    from .evaluate_cli import add_eval_command
+    add_eval_command(sub)
     try:
         from .pretrain import add_pretrain_command
         add_pretrain_command(sub)

@@ -78,10 +78,19 @@ class DataConfig:
     eval_batch_size: int = 256
     max_eval_samples: int = 1000   # per eval set; keeps periodic evaluation cheap on CPU
     seed: int = 0                  # data seed (splits, synthetic worlds); the train seed is train.seed
+    # JSON file declaring named file datasets (tracer_core/data/declared.py); "" = $TRACER_DATASETS, else
+    # <data dir>/datasets.json when it exists. Declared names work in train_set and eval_sets.
+    datasets_file: str = ""
+    # Prompt templates of every set's zero-shot head and template captions: "" = each set's own (ImageNet
+    # family: openai80), "openai80" | "reference86" | "short", or a file with one template per line.
+    templates: str = ""
 
     def validate(self) -> None:
         _check_range("data", self, "batch_size", ge=2, why=" for a contrastive batch")
         _check_range("data", self, ("eval_batch_size", "max_eval_samples"), ge=1)
+        _check(len(self.eval_sets) > 0, "data.eval_sets must name at least one evaluation set, got []")
+        _check(all(isinstance(n, str) and n.strip() for n in self.eval_sets),
+               f"data.eval_sets: every entry must be a non-empty dataset name, got {list(self.eval_sets)}")
 
 
 @dataclass(frozen=True)

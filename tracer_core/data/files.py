@@ -30,17 +30,22 @@ class FileImageSet(ImageSet):
                          description)
         self.paths, self.image_size = list(paths), image_size
 
+    crop_border = 0     # px cut from each border before the resize (ObjectNet: 2; data/declared.py)
+    eval_head = None    # data.imagenet.EvalHead of a subset / pooled family set, else None
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return load_image(self.paths[index], self.image_size), int(self.labels[index])
+        return load_image(self.paths[index], self.image_size, self.crop_border), int(self.labels[index])
 
 
-def load_image(path: str, image_size: int) -> torch.Tensor:
-    """One file -> (3, S, S) float32 in [0,1]: RGB, short side resized to S (bicubic), centre crop."""
+def load_image(path: str, image_size: int, crop_border: int = 0) -> torch.Tensor:
+    """One file -> (3, S, S) float32 in [0,1]: RGB, [border crop], short side resized to S (bicubic), centre crop."""
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
     except Exception as e:  # PIL raises several types (UnidentifiedImageError, OSError, SyntaxError...)
         raise DataError(f"cannot read image {path}: {e}") from e
+    if crop_border:
+        im = im.crop((crop_border, crop_border, im.size[0] - crop_border, im.size[1] - crop_border))
     w, h = im.size
     scale = image_size / min(w, h)
     nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))

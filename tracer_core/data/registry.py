@@ -1,5 +1,8 @@
 """The dataset registry: names -> builders, with one validating entry point ``load_dataset``.
 
+Besides the registered names, every dataset declared in the datasets file in force (``data.datasets_file``,
+``$TRACER_DATASETS`` or ``<data dir>/datasets.json``; see declared.py) is a name here, of kind "declared".
+
 Names may carry a variant suffix after ':' (only ``corrupted_mnist[:KIND[:SEVERITY]]`` uses one, e.g.
 ``corrupted_mnist:blur:3`` or ``corrupted_mnist:all:5``).
 
@@ -24,10 +27,11 @@ CORRUPTIONS = ("noise", "blur", "elastic", "jpeg", "contrast")
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    kind: str                 # "id" | "ood" | "pretrain" | "synthetic" | "files"
+    kind: str                 # "id" | "ood" | "pretrain" | "synthetic" | "files" | "declared"
     description: str
     num_classes: int | None   # None: depends on the files at `path`
     build: Callable[..., ImageSet]
+    declared: object = None   # the DeclaredSet of a declared name (declared.py)
 
 
 def _error(message: str) -> Exception:
@@ -90,14 +94,32 @@ def parse_corruption(variant: list[str]) -> tuple[tuple[str, ...], tuple[int, ..
     return ((kind,) if kind else CORRUPTIONS), ((int(sev),) if sev else (1, 2, 3, 4, 5))
 
 
-def _spec(name: str) -> tuple[DatasetSpec, list[str]]:
+def _declared_spec(name: str, datasets_file: str) -> DatasetSpec | None:
+    from . import declared, imagenet
+    decl = declared.find(name, datasets_file)
+    if decl is None:
+        return None
+    n = len(imagenet.family_classes(decl.family)[0]) if decl.family else None
+    what = f"ImageNet family '{decl.family}'" if decl.family else decl.kind
+    return DatasetSpec(decl.name, "declared", decl.description or f"Declared {what} set at {decl.path} "
+                       f"(from {decl.source}).", n, None, decl)
+
+
+def _spec(name: str, datasets_file: str = "") -> tuple[DatasetSpec, list[str]]:
     if not isinstance(name, str) or not name:
         raise _error(f"dataset name must be a non-empty string, got {name!r}")
     base, *variant = name.split(":")
     if base not in _REGISTRY:
-        close = difflib.get_close_matches(base, list(_REGISTRY), n=3)
+        spec = _declared_spec(name, datasets_file)
+        if spec is not None:
+            return spec, []
+        from .declared import read_datasets_file, resolve_file
+        file = resolve_file(datasets_file)
+        known = list(_REGISTRY) + list(read_datasets_file(file))
+        close = difflib.get_close_matches(base, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise _error(f"unknown dataset {name!r}{hint} Known: {', '.join(_REGISTRY)}")
+        where = f" or declared in {file}" if file else " (no datasets file: set data.datasets_file or $TRACER_DATASETS)"
+        raise _error(f"unknown dataset {name!r}{hint} Known: {', '.join(known)}; a name must be registered{where}")
     if variant and base != "corrupted_mnist":
         raise _error(f"dataset {base!r} takes no ':' variant, got {name!r}")
     if base == "corrupted_mnist":
@@ -105,9 +127,9 @@ def _spec(name: str) -> tuple[DatasetSpec, list[str]]:
     return _REGISTRY[base], variant
 
 
-def dataset_info(name: str) -> dict:
+def dataset_info(name: str, datasets_file: str = "") -> dict:
     """{"name", "description", "num_classes", "kind"} without loading any data."""
-    spec, variant = _spec(name)
+    spec, variant = _spec(name, datasets_file)
     description = spec.description
     if variant:
         kinds, sevs = parse_corruption(variant)
@@ -116,14 +138,23 @@ def dataset_info(name: str) -> dict:
 
 
 def load_dataset(name: str, split: str = "test", image_size: int = 28, seed: int = 0,
-                 max_samples: int | None = None, path: str = "") -> ImageSet:
-    """Build a registered dataset. ``max_samples`` keeps a class-balanced prefix of fixed-size sets and
-    sets the size of generated ones (world, heldout_fonts, synthetic)."""
-    spec, variant = _spec(name)
+                 max_samples: int | None = None, path: str = "", datasets_file: str = "",
+                 templates: str = "") -> ImageSet:
+    """Build a registered or declared dataset. ``max_samples`` keeps a class-balanced prefix of fixed-size
+    sets and sets the size of generated ones (world, heldout_fonts, synthetic). ``templates`` (data.templates)
+    replaces the set's prompt templates: openai80 | reference86 | short | a file, one template per line."""
+    spec, variant = _spec(name, datasets_file)
     if split not in SPLITS:
         raise _error(f"dataset {name!r}: split must be one of {SPLITS}, got {split!r}")
     if not isinstance(image_size, int) or not 8 <= image_size <= 1024:
         raise _error(f"dataset {name!r}: image_size must be an int in [8, 1024], got {image_size!r}")
     if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
         raise _error(f"dataset {name!r}: max_samples must be None or a positive int, got {max_samples!r}")
-    return spec.build(split, image_size, int(seed), max_samples, path, variant)
+    if spec.declared is not None:
+        from .runsets import load_declared
+        return load_declared(spec.declared, split, image_size, max_samples, templates)
+    ds = spec.build(split, image_size, int(seed), max_samples, path, variant)
+    if templates:
+        from .declared import read_templates
+        ds.templates = read_templates(templates, "data.templates")
+    return ds

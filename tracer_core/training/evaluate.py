@@ -1,10 +1,15 @@
-"""Zero-shot / head evaluation on the ID and OOD sets: accuracy and calibration per set (spec §7)."""
+"""Zero-shot / head evaluation on the ID and OOD sets: accuracy and calibration per set (spec §7).
+
+A set with an ``eval_head`` (ImageNet-R/A, ObjectNet; data/imagenet.py) is scored by a head over the head's
+class space (the 1000 ImageNet classes) whose logits are then projected to the set's classes (restricted to
+the 200-class subset, or max-pooled for ObjectNet) *before* the argmax and the calibration metrics.
+"""
 from __future__ import annotations
 
 import torch
 
 from ..metrics.calibration import CalibrationAccumulator
-from ..models.zeroshot import class_text_embeddings, zero_shot_logits
+from ..models.zeroshot import class_text_embeddings, group_index, project_logits, zero_shot_logits
 from . import distributed
 from .hooks import EvalReport
 
@@ -22,11 +27,30 @@ def _bin_rows(bins: dict, model_name: str) -> list[dict[str, float]]:
     return rows
 
 
+def head_classes(dataset) -> list[str]:
+    """The classes a set's head scores: the eval head's space when it has one, else its own classes."""
+    eh = getattr(dataset, "eval_head", None)
+    return list(eh.space) if eh is not None else list(dataset.classnames)
+
+
+def _class_embeddings(model, tokenizer, classes: list[str], templates: list[str], cache: dict | None):
+    """(C, d) zero-shot class embeddings, shared by the sets of one evaluation point with the same classes
+    and templates (ImageNet val, V2, Sketch, R, A and ObjectNet all use the 1000-class head)."""
+    key = (tuple(classes), tuple(templates))
+    if cache is not None and key in cache:
+        return cache[key]
+    emb = class_text_embeddings(model, tokenizer, classes, templates)
+    if cache is not None:
+        cache[key] = emb
+    return emb
+
+
 @torch.no_grad()
 def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None, autocast=None,
-                   dist: distributed.Dist | None = None) -> dict:
+                   dist: distributed.Dist | None = None, cache: dict | None = None) -> dict:
     """Accuracy, ECE (global and batch-averaged), MCE, NLL, Brier and reliability bins of one model on
-    one set. ``head`` (nn.Module features->logits) replaces the zero-shot text head when given.
+    one set. ``head`` (nn.Module features->logits over :func:`head_classes`) replaces the zero-shot text head.
+    ``cache``: a dict reused across the sets of one evaluation of this same model (class embeddings).
 
     Under torchrun (``dist``) each rank evaluates a contiguous shard of the set and the accumulators are
     merged in rank order, so every rank returns exactly the one-process numbers (the class-sorted ECE too).
@@ -35,9 +59,11 @@ def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None
     was_training = model.training
     model.eval()
     acc = CalibrationAccumulator(n_bins=10, input_type="logits", sorted_batch_size=REFERENCE_ECE_BATCH)
+    eh = getattr(dataset, "eval_head", None)
+    project = group_index(eh.groups) if eh is not None else None              # (C, G) into the head's classes
     with (autocast or torch.autocast("cpu", enabled=False)):
-        class_emb = None if head is not None else class_text_embeddings(
-            model, tokenizer, dataset.classnames, dataset.templates)          # (C, d)
+        class_emb = None if head is not None else _class_embeddings(
+            model, tokenizer, head_classes(dataset), dataset.templates, cache)  # (S, d)
         tensors = dataset.tensors()
         lo, hi = distributed.shard_range(len(dataset), d)                    # [0, n) in one process
         for start in range(lo, hi, batch_size):
@@ -50,7 +76,8 @@ def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None
                 labels = torch.tensor([lab for _, lab in items])
             feats = model.encode_image(images.to(device))                     # (b, d) unit rows
             logits = head(feats) if head is not None else zero_shot_logits(feats, class_emb, model.logit_scale)
-            acc.update(logits.float().cpu(), labels)
+            logits = logits.float().cpu()                                     # (b, S)
+            acc.update(project_logits(logits, project) if project is not None else logits, labels)   # (b, C)
     model.train(was_training)
     res = distributed.merge_shards(acc, d).compute()
     metrics = {"accuracy": res["accuracy"], "ece": res["ece"], "ece_batch": res["batch_averaged_ece"],
@@ -62,13 +89,16 @@ def evaluate_sets(step: int, student, tokenizer, eval_sets: dict, batch_size: in
                   method=None, teacher=None, autocast=None, dist=None) -> EvalReport:
     """Evaluate the student (and the teacher, when given) on every eval set -> one EvalReport."""
     report = EvalReport(step=step)
+    s_cache, t_cache = {}, {}      # class embeddings per model, shared by sets with the same head classes
     for name, ds in eval_sets.items():
-        head = method.classifier_head(ds.classnames) if method is not None else None
-        res = evaluate_model(student, tokenizer, ds, batch_size, device, head=head, autocast=autocast, dist=dist)
+        head = method.classifier_head(head_classes(ds)) if method is not None else None
+        res = evaluate_model(student, tokenizer, ds, batch_size, device, head=head, autocast=autocast, dist=dist,
+                             cache=s_cache)
         report.metrics[name] = dict(res["metrics"])
         report.reliability[name] = _bin_rows(res["bins"], "student")
         if teacher is not None:
-            t_res = evaluate_model(teacher.module, tokenizer, ds, batch_size, device, autocast=autocast, dist=dist)
+            t_res = evaluate_model(teacher.module, tokenizer, ds, batch_size, device, autocast=autocast, dist=dist,
+                                   cache=t_cache)
             report.metrics[name].update({f"teacher_{k}": v for k, v in t_res["metrics"].items()})
             report.reliability[name] += _bin_rows(t_res["bins"], "teacher")
     return report

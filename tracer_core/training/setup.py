@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
-from ..data import load_dataset
+from ..data.runsets import check_run_data, load_run_sets
 from ..methods import MethodContext, create_method
 from ..models import apply_layer_freezing, build_model, count_parameters
 from ..teachers import teacher_from_config
@@ -88,10 +88,8 @@ def _build(cfg: RunConfig, d: distributed.Dist, device_name: str) -> Parts:
     distributed.broadcast_module(student, d)                 # identical theta_0 on every rank, same objects
     apply_layer_freezing(student.clip, cfg.train.freeze_text, cfg.train.trainable_layers)
     size, dc = student.image_size, cfg.data
-    train_set = load_dataset(dc.train_set, split="train", image_size=size, seed=dc.seed, path=dc.path)
-    eval_sets = {name: load_dataset(name, split="test", image_size=size, seed=dc.seed,
-                                    max_samples=dc.max_eval_samples, path=dc.path if name in ("imagefolder", "csv") else "")
-                 for name in dc.eval_sets}
+    check_run_data(dc)             # declared sets, class lists, paths: a clear error before any step
+    train_set, eval_sets = load_run_sets(dc, size)
     ctx = MethodContext(tokenizer, list(train_set.classnames), list(train_set.templates), device, distributed.gather)
     method = create_method(cfg, student, ctx)
     total = cfg.train.steps
