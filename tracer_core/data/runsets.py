@@ -77,21 +77,22 @@ def _classes(name: str, dc, split: str) -> tuple[list[str], object, int]:
 
 def _diff(a: list[str], b: list[str]) -> str:
     show = lambda xs: ", ".join(xs[:6]) + (f" (+{len(xs) - 6} more)" if len(xs) > 6 else "")  # noqa: E731
-    only_a, only_b = [x for x in a if x not in set(b)], [x for x in b if x not in set(a)]
+    sa, sb = set(a), set(b)
+    only_a, only_b = [x for x in a if x not in sb], [x for x in b if x not in sa]
     return "; ".join(p for p in (f"only in the eval set: {show(only_a)}" if only_a else "",
                                  f"only in the train set: {show(only_b)}" if only_b else "") if p)
 
 
 def _check_eval_classes(name: str, train_name: str, train_classes: list[str], classes: list[str], head) -> None:
-    where = f"data.eval_sets: dataset {name!r}"
+    where, train_set = f"data.eval_sets: dataset {name!r}", set(train_classes)
     if head is not None and head.kind == "subset":
-        missing = [c for c in classes if c not in set(train_classes)]
+        missing = [c for c in classes if c not in train_set]
         if missing:
             raise _error(f"{where} is a class subset whose classes must all be train classes of {train_name!r} "
                          f"(data.train_set); {_diff(missing, [])}")
     elif head is not None:     # ObjectNet: the ImageNet classes its logits are pooled from
         needed = sorted({c for i in range(len(head.groups)) for c in head.space_classes(i)})
-        missing = [c for c in needed if c not in set(train_classes)]
+        missing = [c for c in needed if c not in train_set]
         if missing:
             raise _error(f"{where} pools ImageNet classes that the train set {train_name!r} lacks: "
                          f"{_diff(missing, [])}")
