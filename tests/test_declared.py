@@ -262,3 +262,15 @@ def test_registered_digit_sets_skip_the_file_checks():
     check_run_data(DataConfig())          # mnist + its OOD sets: only names are checked, nothing is loaded
     with pytest.raises(ValueError, match="data.eval_sets: unknown dataset 'nope'"):
         check_run_data(DataConfig(eval_sets=("mnist", "nope")))
+
+
+def test_launch_form_lists_and_checks_declared_sets(tree, tmp_path, monkeypatch):
+    """The dashboard path: declared names are offered and a class mismatch is refused before queueing."""
+    from tracer_core import api
+    from tracer_core.config import ConfigError
+    monkeypatch.setenv("TRACER_DATASETS", tree[1])
+    assert set(FAMILY_SETS) <= set(api.list_datasets()) and "mnist" in api.list_datasets()
+    cfg = api.build_config("flyp", {}, extra="data.train_set=imagenet\ndata.eval_sets=imagenet_r,objectnet")
+    assert cfg.data.eval_sets == ("imagenet_r", "objectnet")
+    with pytest.raises(ConfigError, match="dataset 'mnist' has classes that differ from the train set 'imagenet'"):
+        api.build_config("flyp", {}, extra="data.train_set=imagenet\ndata.eval_sets=imagenet,mnist")

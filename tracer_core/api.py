@@ -124,9 +124,10 @@ def build_config(preset: str, values: dict[str, Any], extra: str = "", tags: str
 
 
 def list_datasets() -> list[str]:
-    """Registered dataset names (imports the data registry, hence torch, on first use)."""
+    """Registered dataset names, then those declared in the datasets file in force (data/declared.py)."""
     from tracer_core.data import list_datasets as _names
-    return _names()
+    from tracer_core.data.declared import declared_names
+    return _names() + declared_names()
 
 
 def _check_datasets(cfg: RunConfig) -> None:

@@ -128,6 +128,15 @@ def find(name: str, datasets_file: str = "") -> DeclaredSet | None:
     return read_datasets_file(resolve_file(datasets_file)).get(name)
 
 
+def declared_names(datasets_file: str = "") -> list[str]:
+    """Names declared in the file in force, for pickers (Launch page); [] when it is absent or broken (the
+    run's checks then name the problem)."""
+    try:
+        return list(read_datasets_file(resolve_file(datasets_file)))
+    except ValueError:
+        return []
+
+
 def read_templates(spec: str, owner: str) -> list[str]:
     """A named template set or a file of templates (one per line, each with a '{}' slot)."""
     if spec in imagenet.TEMPLATE_SETS:
