@@ -274,3 +274,18 @@ def test_launch_form_lists_and_checks_declared_sets(tree, tmp_path, monkeypatch)
     assert cfg.data.eval_sets == ("imagenet_r", "objectnet")
     with pytest.raises(ConfigError, match="dataset 'mnist' has classes that differ from the train set 'imagenet'"):
         api.build_config("flyp", {}, extra="data.train_set=imagenet\ndata.eval_sets=imagenet,mnist")
+
+
+@pytest.mark.parametrize("folders,evals,message", [
+    (("cat", "dog"), "mnist", r"dataset 'mnist' has classes that differ from the train set 'imagefolder'.*only in "
+                              r"the eval set: zero, one, two"),
+    (("cat",), "imagefolder", r"data.train_set: dataset 'imagefolder' has images of 1 class")])
+def test_issue16_image_folder_against_other_classes_or_one_class(tmp_path, monkeypatch, capsys, folders, evals, message):
+    """Issue 16 item 4: an image folder evaluated on another task's labels, or with a single class, is refused."""
+    for i, name in enumerate(folders):
+        _jpegs(str(tmp_path / "imgs" / name), 2, 80 + i)
+    monkeypatch.setenv("TRACER_DATA_DIR", str(tmp_path / "store"))
+    rc = cli.main(["train", "--quiet", "--set", "data.train_set=imagefolder", "--set", f"data.path={tmp_path / 'imgs'}",
+                   "--set", f"data.eval_sets={evals}"])
+    assert rc == 2 and re.search(message, capsys.readouterr().err)
+    assert _runs(str(tmp_path / "store")) == []
