@@ -289,3 +289,24 @@ def test_issue16_image_folder_against_other_classes_or_one_class(tmp_path, monke
                    "--set", f"data.eval_sets={evals}"])
     assert rc == 2 and re.search(message, capsys.readouterr().err)
     assert _runs(str(tmp_path / "store")) == []
+
+
+def test_trained_heads_are_asked_for_the_imagenet_space_of_a_subset_set(tree):
+    """A method's trained head (e.g. FT/LP on the 1000 ImageNet classes) scores R over the 1000 classes,
+    then the same restriction applies: the method is asked for the head of head_classes(set)."""
+    from tracer_core.training.evaluate import evaluate_sets
+    r = load_dataset("imagenet_r", split="test", image_size=32, datasets_file=tree[1])
+    sub = imagenet.subset_indices("imagenet_r")
+    table = torch.zeros(len(r), 1000)
+    table[:, 0] = 9.0
+    table[torch.arange(len(r)), torch.tensor([sub[y] for y in r.labels.tolist()])] = 5.0
+
+    class Method:
+        asked = None
+
+        def classifier_head(self, classes):
+            Method.asked = list(classes)
+            return _known_head(table)
+
+    report = evaluate_sets(0, _Features(), None, {"imagenet_r": r}, 64, "cpu", method=Method())
+    assert Method.asked == list(imagenet.classnames()) and report.metrics["imagenet_r"]["accuracy"] == 1.0

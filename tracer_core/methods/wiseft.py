@@ -70,7 +70,7 @@ def wise_curve(model, tokenizer, state_zs: Mapping[str, torch.Tensor], state_ft:
     of theta_alpha. id_set: the ID set's name (default: the first set). Returns one row per (alpha, set):
     {"alpha", "dataset", "split": "id"|"ood", "accuracy", "ece", "ece_batch", "mce", "nll", "brier"}.
     """
-    from ..training.evaluate import evaluate_model   # lazy: training imports methods
+    from ..training.evaluate import evaluate_model, head_classes   # lazy: training imports methods
 
     device = next(model.parameters()).device
     id_set = id_set or next(iter(eval_sets))
@@ -85,7 +85,7 @@ def wise_curve(model, tokenizer, state_zs: Mapping[str, torch.Tensor], state_ft:
                 head = nn.Linear(w.shape[1], w.shape[0], bias=False).to(device)
                 head.weight.copy_(w)
             for name, ds in eval_sets.items():
-                use = head if head is not None and list(ds.classnames) == list(head_classnames or []) else None
+                use = head if head is not None and head_classes(ds) == list(head_classnames or []) else None
                 res = evaluate_model(model, tokenizer, ds, batch_size, device, head=use, autocast=autocast)
                 rows.append({"alpha": float(alpha), "dataset": name, "split": "id" if name == id_set else "ood",
                              **res["metrics"]})
