@@ -111,7 +111,8 @@ def main() -> None:
         res = [train(p, root, batch, args) for p in ("flyp", "tracer")]
     ratio = res[1]["step_s"] / res[0]["step_s"]
     lines = [f"\n## {args.model} FLYP vs TRACER on {card} (`bench/gpu_vitb16.py{' --quick' if args.quick else ''}`)\n",
-             f"Batch {batch} (largest of {batches} that TRACER fits), {args.steps} steps, {args.workers} loader "
+             f"Batch {batch} ({'largest of ' + str(batches) + ' that TRACER fits' if card != 'CPU' else 'no probe on CPU'}), "
+             f"{args.steps} steps, {args.workers} loader "
              f"workers, generated JPEGs, bf16 autocast on CUDA, random init.\n",
              "| method | step (s) | images/s | blocked on data (s/step) | peak memory (GiB) |", "|---|---|---|---|---|"]
     lines += [f"| {r['preset']} | {r['step_s']:.3f} | {r['images_per_s']:.0f} | {r['data_wait_s']:.4f} | "
