@@ -180,7 +180,8 @@ class ShardedBatchSampler:
             order = torch.randperm(self.n, generator=gen)
             for start in range(0, self.n - B + 1, B):
                 idx = order[start:start + B]
-                t_idx = torch.randint(self.n_templates, (B,), generator=gen) if self.n_templates else torch.zeros(B, dtype=torch.long)
+                t_idx = (torch.randint(self.n_templates, (B,), generator=gen) if self.n_templates
+                         else torch.zeros(B, dtype=torch.long))
                 seeds = torch.randint(2 ** 31 - 1, (B,), generator=aug) if self.augment else torch.full((B,), -1)
                 yield list(zip(idx[self.shard].tolist(), seeds[self.shard].tolist(), t_idx[self.shard].tolist()))
 
