@@ -28,6 +28,10 @@ def _progress_hooks(total: int, quiet: bool):
         def __init__(self):
             self.bar = tqdm(total=total, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
+        def on_start(self, info):
+            self.bar.total = info.total_steps      # train.steps = 0: T from epochs, known once the data is read
+            self.bar.refresh()
+
         def on_step(self, step, scalars):
             self.bar.update(1)
             kl = scalars.get(("teacher_student_kl", "combined"))
@@ -75,7 +79,8 @@ def cmd_train(args) -> int:
     status = writer.final_status(summary.status) if writer is not None else summary.status   # as stored
     result = {"run_id": getattr(writer, "run_id", None), "status": status, "steps": summary.steps,
               "wall_time_s": round(summary.wall_time_s, 3), "steps_per_s": round(summary.steps_per_s, 3),
-              "final_eval": summary.final_eval, "summaries": summary.summaries, "checkpoint": summary.checkpoint}
+              "final_eval": summary.final_eval, "summaries": summary.summaries, "checkpoint": summary.checkpoint,
+              "images_per_s": round(summary.images_per_s, 1), "skipped_images": summary.skipped_images}
     if rank > 0:
         return 0 if summary.status == "done" else 1
     if args.json:
@@ -87,7 +92,10 @@ def cmd_train(args) -> int:
 
 def _print_human(result: dict) -> None:
     print(f"run {result['run_id'] or '(not stored)'}: {result['status']}, {result['steps']} steps in "
-          f"{result['wall_time_s']:.1f} s ({result['steps_per_s']:.2f} steps/s)")
+          f"{result['wall_time_s']:.1f} s ({result['steps_per_s']:.2f} steps/s, "
+          f"{result['images_per_s']:.1f} images/s in the training step)")
+    if result["skipped_images"]:
+        print(f"  {result['skipped_images']} unreadable train image(s) skipped (series skipped_images/train)")
     for name, metrics in result["final_eval"].items():
         print(f"  {name:<18} acc {metrics['accuracy']:.3f}  ece {metrics['ece']:.3f}")
     kl = result["summaries"].get("teacher_student_kl/combined")

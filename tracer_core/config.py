@@ -84,6 +84,12 @@ class DataConfig:
     # Prompt templates of every set's zero-shot head and template captions: "" = each set's own (ImageNet
     # family: openai80), "openai80" | "reference86" | "short", or a file with one template per line.
     templates: str = ""
+    # DataLoader worker processes that decode file images (data/loader.py): -1 = auto (0 for the in-memory
+    # digit sets, min(8, CPUs) for file-backed sets), 0 = decode in the training process
+    num_workers: int = -1
+    # file-backed train sets: the reference's RandomResizedCrop(scale 0.9-1, bicubic) + flip (spec §1.1);
+    # false = the eval transform (resize + centre crop). In-memory sets are never augmented here.
+    augment: bool = True
 
     def validate(self) -> None:
         _check_range("data", self, "batch_size", ge=2, why=" for a contrastive batch")
@@ -91,6 +97,7 @@ class DataConfig:
         _check(len(self.eval_sets) > 0, "data.eval_sets must name at least one evaluation set, got []")
         _check(all(isinstance(n, str) and n.strip() for n in self.eval_sets),
                f"data.eval_sets: every entry must be a non-empty dataset name, got {list(self.eval_sets)}")
+        _check_range("data", self, "num_workers", ge=-1, why=" (-1 = auto)")
 
 
 @dataclass(frozen=True)
@@ -214,10 +221,16 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 300
+    steps: int = 300            # optimisation steps T; 0 = from `epochs` and the train set (spec §1.1)
+    # with steps = 0: T = epochs * ceil(distinct train images / data.batch_size), the reference's epoch being
+    # the ImageFolder loader (ImageNet, B 512, 10 epochs: 25,030); ignored when steps > 0
+    epochs: int = 0
     seed: int = 0
     device: str = "auto"        # auto | cpu | cuda | cuda:N
-    precision: str = "auto"     # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"     # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (+ GradScaler)
+    tf32: bool = True           # CUDA only: TF32 matmuls/convolutions (the reference: matmul precision 'medium')
+    channels_last: bool = False  # NHWC images and weights (helps conv stems / RN50 on tensor cores)
+    compile: bool = False       # torch.compile the student's (and teacher's) towers; first steps pay the compile
     freeze_text: bool = False   # §6 --freeze_text_encoder
     trainable_layers: int = -1  # §6: -1 = all; N = last N residual blocks of each tower
     eval_every: int = 0         # evaluate every N steps (0 = only at the end)
@@ -230,10 +243,13 @@ class TrainConfig:
     similarity_probe: int = 128
 
     def validate(self) -> None:
-        _check_range("train", self, "steps", ge=1)
+        _check_range("train", self, ("steps", "epochs"), ge=0)
+        _check(self.steps > 0 or self.epochs > 0,
+               "train.steps = 0 needs train.epochs >= 1 (steps from the train set size), or set train.steps >= 1")
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                f"train.device must be auto, cpu or cuda[:N], got {self.device!r}")
-        _check(self.precision in ("auto", "fp32", "bf16"), f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        _check(self.precision in ("auto", "fp32", "bf16", "fp16"),
+               f"train.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         _check_range("train", self, "trainable_layers", ge=-1)
         _check_range("train", self, ("eval_every", "checkpoint_every", "threads"), ge=0)
         _check(self.similarity_probe == 0 or self.similarity_probe >= 4,

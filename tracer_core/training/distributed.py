@@ -207,6 +207,24 @@ def mean_scalar(value: torch.Tensor, d: Dist) -> torch.Tensor:
     return (t / d.world_size).reshape(())
 
 
+def union_of(items: list[int], d: Dist) -> set[int]:
+    """Union over ranks of small int lists (e.g. unreadable image indices); one 1-float all-reduce per call,
+    an object all-gather only when some rank has items."""
+    if not d.enabled:
+        return set(items)
+    n = torch.tensor([float(len(items))])
+    if dist.get_backend() == "nccl":
+        n = n.cuda()
+    with collective("counting unreadable images"):
+        dist.all_reduce(n)
+    if n.item() == 0:
+        return set()
+    parts: list = [None] * d.world_size
+    with collective("gathering unreadable image indices"):
+        dist.all_gather_object(parts, list(items))
+    return {i for p in parts for i in p}
+
+
 def any_rank(flag: bool, d: Dist) -> bool:
     """True on every rank when ``flag`` is true on any rank (e.g. rank 0 saw a cancel)."""
     if not d.enabled:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ..data.loader import SkipCount, eval_batches
 from ..metrics.calibration import CalibrationAccumulator
 from ..models.zeroshot import class_text_embeddings, group_index, project_logits, zero_shot_logits
 from . import distributed
@@ -47,7 +48,8 @@ def _class_embeddings(model, tokenizer, classes: list[str], templates: list[str]
 
 @torch.no_grad()
 def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None, autocast=None,
-                   dist: distributed.Dist | None = None, cache: dict | None = None) -> dict:
+                   dist: distributed.Dist | None = None, cache: dict | None = None,
+                   num_workers: int = -1) -> dict:
     """Accuracy, ECE (global and batch-averaged), MCE, NLL, Brier and reliability bins of one model on
     one set. ``head`` (nn.Module features->logits over :func:`head_classes`) replaces the zero-shot text head.
     ``cache``: a dict reused across the sets of one evaluation of this same model (class embeddings).
@@ -64,17 +66,10 @@ def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None
     with (autocast or torch.autocast("cpu", enabled=False)):
         class_emb = None if head is not None else _class_embeddings(
             model, tokenizer, head_classes(dataset), dataset.templates, cache)  # (S, d)
-        tensors = dataset.tensors()
         lo, hi = distributed.shard_range(len(dataset), d)                    # [0, n) in one process
-        for start in range(lo, hi, batch_size):
-            end = min(start + batch_size, hi)
-            if tensors is not None:
-                images, labels = tensors[0][start:end], tensors[1][start:end]
-            else:
-                items = [dataset[i] for i in range(start, end)]
-                images = torch.stack([im for im, _ in items])
-                labels = torch.tensor([lab for _, lab in items])
-            feats = model.encode_image(images.to(device))                     # (b, d) unit rows
+        skipped = SkipCount()      # file sets stream through DataLoader workers; unreadable files are dropped
+        for images, labels in eval_batches(dataset, lo, hi, batch_size, device, num_workers, skipped):
+            feats = model.encode_image(images)                                # (b, d) unit rows
             logits = head(feats) if head is not None else zero_shot_logits(feats, class_emb, model.logit_scale)
             logits = logits.float().cpu()                                     # (b, S)
             acc.update(project_logits(logits, project) if project is not None else logits, labels)   # (b, C)
@@ -82,6 +77,9 @@ def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None
     res = distributed.merge_shards(acc, d).compute()
     metrics = {"accuracy": res["accuracy"], "ece": res["ece"], "ece_batch": res["batch_averaged_ece"],
                "mce": res["mce"], "nll": res["nll"], "brier": res["brier"]}
+    n_skipped = len(distributed.merge_shards(skipped, d))
+    if n_skipped:                  # only then: the digit sets' metric rows stay as they were
+        metrics["skipped_images"] = float(n_skipped)
     return {"metrics": metrics, "bins": res["bins"]}
 
 

@@ -51,6 +51,10 @@ class RunSummary:
     summaries: dict[str, dict[str, float | None]] = field(default_factory=dict)
     error: str = ""
     checkpoint: str = ""
+    # global batch x steps / their time, steps >= 2 (data waits included); the per-step series is "images_per_s"
+    images_per_s: float = float("nan")
+    # distinct train images that could not be decoded and were replaced (series "skipped_images"/"train")
+    skipped_images: int = 0
 
 
 class Hooks:

@@ -48,12 +48,14 @@ def _step_scalars(terms, stats, loss, lr, grad_norm, parts: Parts) -> dict:
 
 
 def _train_step(parts: Parts, step: int, cfg: RunConfig):
-    """One optimisation step; returns (terms, stats, loss, lr, grad_norm)."""
+    """One optimisation step; returns (terms, stats, loss, lr, grad_norm, seconds blocked on the data)."""
     lr = cosine_lr(step, cfg.optim.lr, cfg.optim.warmup_steps, parts.total_steps, cfg.optim.min_lr)
     lr *= parts.method.lr_scale(step)                  # 1.0 except in stage-wise methods (LP-FT's probe)
     for group in parts.optimizer.param_groups:
         group["lr"] = lr
+    t_data = time.perf_counter()
     batch = next(parts.batches)
+    waited = time.perf_counter() - t_data              # file sets: ~0 while the loader workers keep up
     with parts.autocast():
         out = parts.method.step(batch, step, parts.teacher)
         loss = total_loss(out.terms)
@@ -62,16 +64,33 @@ def _train_step(parts: Parts, step: int, cfg: RunConfig):
         bad = {k: float(v.detach()) for k, v in out.terms.items()}
         raise TrainingError(f"non-finite loss at step {step}: {bad}. Lower optim.lr or check the data.")
     parts.optimizer.zero_grad(set_to_none=True)
+    scaler = parts.scaler                              # fp16 only: scaled backward, unscale before clipping
     with distributed.collective("the backward pass (all-gather gradients)"):
-        loss.backward()
+        (scaler.scale(loss) if scaler is not None else loss).backward()
     distributed.average_gradients(parts.params, parts.dist)        # no-op in one process
     clip = grad_clip_norm(step, cfg.optim.max_grad_norm, cfg.optim.grad_norm_multiplier, parts.total_steps)
+    if scaler is not None and clip > 0:
+        scaler.unscale_(parts.optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(parts.params, clip) if clip > 0 else None
-    parts.optimizer.step()
+    if scaler is not None:
+        scaler.step(parts.optimizer)                   # skipped when the scaled gradients overflowed
+        scaler.update()
+    else:
+        parts.optimizer.step()
     if parts.teacher is not None:
         parts.teacher.update(parts.student, step)     # after the optimizer step: absorbs theta_{s+1}
     parts.method.on_step_end(step)
-    return out.terms, out.stats, logged.detach(), lr, grad_norm
+    return out.terms, out.stats, logged.detach(), lr, grad_norm, waited
+
+
+def _skipped_images(parts: Parts, seen: set) -> int:
+    """Distinct unreadable train images met so far, over all ranks (data/loader.py substitutes them)."""
+    local = getattr(parts.batches, "skipped", None)
+    if local is None:                                   # in-memory sets cannot have unreadable files
+        return 0
+    new = sorted(local - seen)
+    seen |= distributed.union_of(new, parts.dist)
+    return len(seen)
 
 
 def _evaluate(parts: Parts, step: int, final: bool):
@@ -118,20 +137,26 @@ def _run(parts: Parts, hooks: Hooks, output_dir) -> RunSummary:
                            parts.n_params, parts.n_trainable, parts.versions, parts.dist.world_size))
     series: dict[tuple[str, str], list] = defaultdict(list)    # step statistics and step time, for the summaries
     status, error, step_done, ckpt, t0 = "done", "", 0, "", time.perf_counter()
+    bad: set = set()     # dataset indices of unreadable train images (all ranks)
     try:
         first = _eval_point(parts, hooks, 0, final=not trains) if config.train.eval_at_start or not trains else None
         for step in range(parts.total_steps if trains else 0):
             t_step = time.perf_counter()
-            terms, stats, loss, lr, grad_norm = _train_step(parts, step, config)
+            terms, stats, loss, lr, grad_norm, waited = _train_step(parts, step, config)
             scalars = _step_scalars(terms, stats, loss, lr, grad_norm, parts)
             # timed after the scalars' .item() calls: on CUDA they wait for this step's backward and
             # optimizer kernels, so the step time is the real per-step cost, not the launch time
             scalars[("step_time", "")] = time.perf_counter() - t_step
+            # global images per second of the whole step (data wait included) and the part blocked on data
+            scalars[("images_per_s", "")] = config.data.batch_size / scalars[("step_time", "")]
+            scalars[("data_wait", "")] = waited
+            scalars[("skipped_images", "train")] = float(_skipped_images(parts, bad))
             hooks.on_step(step, scalars)
             for key in stats:
                 series[split_stat_key(key)].append((step, stats[key]))
             if step >= 2:   # steps 0-1 pay one-off costs (lazy init, allocator); the bench reads the mean
-                series[("step_time", "")].append((step, scalars[("step_time", "")]))
+                for key in (("step_time", ""), ("images_per_s", ""), ("data_wait", "")):
+                    series[key].append((step, scalars[key]))
             step_done = step + 1
             if config.train.eval_every and step_done % config.train.eval_every == 0 and step_done < parts.total_steps:
                 _eval_point(parts, hooks, step_done, final=False)
@@ -149,16 +174,18 @@ def _run(parts: Parts, hooks: Hooks, output_dir) -> RunSummary:
             final = first
     except BaseException as e:   # KeyboardInterrupt too: the run still ends with a status
         status, error = "failed", f"{type(e).__name__}: {e}"
-        hooks.on_end(_summary(status, step_done, t0, None, series, error, ckpt))
+        hooks.on_end(_summary(status, step_done, t0, None, series, error, ckpt, len(bad), config))
         raise
-    summary = _summary(status, step_done, t0, final, series, error, ckpt)
+    summary = _summary(status, step_done, t0, final, series, error, ckpt, len(bad), config)
     hooks.on_end(summary)
     return summary
 
 
-def _summary(status, steps, t0, final, series, error, ckpt) -> RunSummary:
+def _summary(status, steps, t0, final, series, error, ckpt, skipped, config) -> RunSummary:
     wall = time.perf_counter() - t0
     summaries = {f"{n}/{c}": summarize([s for s, _ in pts], [v for _, v in pts]) for (n, c), pts in series.items()}
+    times = [v for _, v in series.get(("step_time", ""), [])]         # steps >= 2
+    ips = config.data.batch_size * len(times) / sum(times) if times and sum(times) > 0 else math.nan
     return RunSummary(status=status, steps=steps, wall_time_s=wall, steps_per_s=steps / wall if wall > 0 else math.nan,
                       final_eval=final.metrics if final is not None else {}, summaries=summaries, error=error,
-                      checkpoint=ckpt)
+                      checkpoint=ckpt, images_per_s=ips, skipped_images=skipped)

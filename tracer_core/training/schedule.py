@@ -22,3 +22,12 @@ def grad_clip_norm(step: int, g0: float, multiplier: float, total_steps: int) ->
     g1 = g0 * multiplier
     denom = max(total_steps - 1, 1)
     return g0 + (g1 - g0) * 0.5 * (1.0 - math.cos(math.pi * min(step, total_steps - 1) / denom))
+
+
+def steps_for_epochs(epochs: int, n_images: int, batch_size: int) -> int:
+    """T = epochs * ceil(n_images / B): the reference counts an epoch as the ImageFolder train loader's
+    batches, drop_last=False (spec §1.1; ImageNet-1k, B 512, 10 epochs: 10 * 2503 = 25,030)."""
+    if epochs < 1 or n_images < 1 or batch_size < 1:
+        raise ValueError(f"steps from epochs needs epochs, images and batch size >= 1, got {epochs}, {n_images}, "
+                         f"{batch_size}")
+    return epochs * math.ceil(n_images / batch_size)

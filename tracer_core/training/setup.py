@@ -16,7 +16,9 @@ from ..methods import MethodContext, create_method
 from ..models import apply_layer_freezing, build_model, count_parameters
 from ..teachers import teacher_from_config
 from . import distributed
+from ..data.loader import distinct_images
 from .batches import batch_iterator
+from .schedule import steps_for_epochs
 from .representations import build_similarity_tracker
 
 
@@ -40,6 +42,7 @@ class Parts:
     versions: dict = field(default_factory=dict)
     similarity: object = None      # SimilarityTracker (probe + pretrained features) or None when off
     dist: distributed.Dist = field(default_factory=distributed.Dist)   # torchrun rank/world; world 1 = one process
+    scaler: object = None          # torch.amp.GradScaler under fp16 autocast, else None
 
 
 def seed_everything(seed: int) -> None:
@@ -57,11 +60,47 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_autocast(device: torch.device, precision: str):
-    """bf16 autocast on CUDA by default, fp32 on CPU (weights always stay fp32)."""
+    """bf16 autocast on CUDA by default, fp32 on CPU (weights always stay fp32); fp16 autocast on request
+    (it needs the GradScaler of :func:`make_scaler`: fp16 gradients underflow, bf16 ones do not)."""
     resolved = precision if precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    if resolved == "bf16":
-        return resolved, lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    if resolved in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if resolved == "bf16" else torch.float16
+        return resolved, lambda: torch.autocast(device.type, dtype=dtype)
     return resolved, contextlib.nullcontext
+
+
+def make_scaler(device: torch.device, precision: str):
+    """A GradScaler for fp16 autocast (loss scaling, inf/NaN steps skipped), None otherwise."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+def gpu_settings(cfg: RunConfig, device: torch.device, student: torch.nn.Module) -> None:
+    """train.tf32 (CUDA matmuls and convolutions) and train.channels_last (NHWC weights); CPU untouched."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = cfg.train.tf32
+        torch.backends.cudnn.allow_tf32 = cfg.train.tf32
+    if cfg.train.channels_last:
+        student.to(memory_format=torch.channels_last)
+
+
+def compile_towers(*models) -> None:
+    """train.compile: compile each tower's forward in place (``Module.compile``), so the parameter objects the
+    optimizer, the teacher and the methods hold stay the same (a wrapper would break that, pitfall P2)."""
+    for m in models:
+        clip = getattr(m, "clip", None)
+        for name in ("visual", "transformer", "text"):
+            tower = getattr(clip, name, None)
+            if isinstance(tower, torch.nn.Module):
+                tower.compile()
+
+
+def resolve_steps(cfg: RunConfig, train_set) -> RunConfig:
+    """train.steps = 0: T = epochs * ceil(distinct images / global batch) (spec §1.1), written into the config
+    so the schedule, the teacher and the methods (LP-FT's probe stage, GRACE's K) all see the same T."""
+    if cfg.train.steps > 0:
+        return cfg
+    return cfg.replace(**{"train.steps": steps_for_epochs(cfg.train.epochs, distinct_images(train_set),
+                                                          cfg.data.batch_size)})
 
 
 def _versions() -> dict[str, str]:
@@ -85,11 +124,13 @@ def _build(cfg: RunConfig, d: distributed.Dist, device_name: str) -> Parts:
     device = resolve_device(device_name)
     precision, autocast = make_autocast(device, cfg.train.precision)
     student, tokenizer = build_model(cfg.model, device)
+    gpu_settings(cfg, device, student)
     distributed.broadcast_module(student, d)                 # identical theta_0 on every rank, same objects
     apply_layer_freezing(student.clip, cfg.train.freeze_text, cfg.train.trainable_layers)
     size, dc = student.image_size, cfg.data
     check_run_data(dc)             # declared sets, class lists, paths: a clear error before any step
     train_set, eval_sets = load_run_sets(dc, size)
+    cfg = resolve_steps(cfg, train_set)
     ctx = MethodContext(tokenizer, list(train_set.classnames), list(train_set.templates), device, distributed.gather)
     method = create_method(cfg, student, ctx)
     total = cfg.train.steps
@@ -105,9 +146,13 @@ def _build(cfg: RunConfig, d: distributed.Dist, device_name: str) -> Parts:
     optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=(o.beta1, o.beta2), eps=o.eps,
                                   fused=device.type in ("cpu", "cuda"))
     distributed.shard_size(dc.batch_size, d)                  # clear error if the global batch does not split
-    batches = batch_iterator(train_set, tokenizer, dc.batch_size, cfg.train.seed, device, d.rank, d.world_size)
+    batches = batch_iterator(train_set, tokenizer, dc.batch_size, cfg.train.seed, device, d.rank, d.world_size,
+                             dc.num_workers, dc.augment, cfg.train.channels_last)
+    if cfg.train.compile:      # after the teacher's deep copy and the similarity probe's pretrained features
+        compile_towers(student, *([teacher.module] if teacher is not None else []))
     if d.rank > 0:
         torch.manual_seed(cfg.train.seed + d.rank)            # per-rank randomness (augmentations, PGD starts)
     n_params, n_trainable = count_parameters(student)
     return Parts(cfg, device, precision, autocast, student, tokenizer, teacher, method, optimizer, params,
-                 batches, eval_sets, total, n_params, n_trainable, _versions(), similarity, d)
+                 batches, eval_sets, total, n_params, n_trainable, _versions(), similarity, d,
+                 make_scaler(device, precision))
