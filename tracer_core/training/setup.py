@@ -146,8 +146,9 @@ def _build(cfg: RunConfig, d: distributed.Dist, device_name: str) -> Parts:
     optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=(o.beta1, o.beta2), eps=o.eps,
                                   fused=device.type in ("cpu", "cuda"))
     distributed.shard_size(dc.batch_size, d)                  # clear error if the global batch does not split
-    batches = batch_iterator(train_set, tokenizer, dc.batch_size, cfg.train.seed, device, d.rank, d.world_size,
-                             dc.num_workers, dc.augment, cfg.train.channels_last)
+    # a method that never steps (zero-shot, the `eval` command) needs no batches, so no batch-size check either
+    batches = (batch_iterator(train_set, tokenizer, dc.batch_size, cfg.train.seed, device, d.rank, d.world_size,
+                              dc.num_workers, dc.augment, cfg.train.channels_last) if method.trains else iter(()))
     if cfg.train.compile:      # after the teacher's deep copy and the similarity probe's pretrained features
         compile_towers(student, *([teacher.module] if teacher is not None else []))
     if d.rank > 0:
