@@ -207,7 +207,9 @@ def render(data: dict) -> str:
             + " | OOD mean | eff. robustness (pts) | ECE ID ×100 |", "|---|---|" + "---|" * (len(sets) + 5)]
     for m, c in chosen.items():
         cfg = ", ".join(f"{k}={v}" for k, v in c["config"].items()) or "preset"
-        pos = "" if c["er_positions"] == ["inside"] else f" ({'/'.join(c['er_positions'])})"
+        n_er = c["effective_robustness"]["n"]
+        pos = "" if c["er_positions"] == ["inside"] else \
+            f" ({'/'.join(c['er_positions'])}; {n_er} of {len(c['seeds'])} seeds inside the frontier's ID range)"
         rows.append(f"| {LABELS.get(m, m)} | {cfg} | {_cell(c['val'])} | {_cell(c['id'])} | "
                     + " | ".join(_cell(c["ood"][s]) for s in sets)
                     + f" | {_cell(c['ood_mean'])} | {_cell(c['effective_robustness'], signed=True)}{pos} | "
@@ -222,7 +224,7 @@ def render(data: dict) -> str:
         "# Tuned protocol: every method on the same grid budget, chosen on ID validation", "",
         f"Grid {meta['grid']} ({proto['trials_per_method']} trials per method), trial seeds {proto['trial_seeds']}, "
         f"final seeds {proto['final_seeds']}; train {proto['train_set']}, selection on {proto['val_set']} only. "
-        f"Overrides: {meta['overrides'] or 'none'}. Machine: {meta['machine']}; 1-min load during the runs "
+        f"Overrides: {proto['overrides'] + meta['overrides'] or 'none'}. Machine: {meta['machine']}; 1-min load during the runs "
         f"{meta['load_1min']}. Accuracy in % (mean ± std over seeds).", "", *rows, "",
         f"Effective robustness = OOD mean − the WiSE-FT frontier of the chosen {proto['frontier_method']} config at the "
         "run's ID accuracy (per seed, then averaged; upper envelope of the α path; NaN outside its ID range).", "",
