@@ -91,3 +91,16 @@ def test_importable_without_torch():
     code = ("import sys, tracer_core.metrics.robustness_frontier, tracer_core.metrics.outcome, "
             "tracer_core.metrics.selection; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_effective_robustness_table_and_seed_means():
+    from tracer_core.metrics.robustness_frontier import effective_robustness_table, seed_means
+    pts = [{"label": "a", "id": 0.60, "ood": 0.48}, {"label": "a", "id": 0.60, "ood": 0.46},
+           {"label": "b", "id": 0.75, "ood": 0.46}, {"label": "c", "id": 0.90, "ood": 0.50},
+           {"label": "d", "id": 0.70, "ood": 0.50}]
+    t = effective_robustness_table(pts, CURVE)
+    assert [r["sign"] for r in t] == ["+", "+", "-", "n/a", "0"]
+    assert t[1]["effective_robustness"] == pytest.approx(0.01)            # 0.46 - F(0.60) = 0.46 - 0.45
+    a = seed_means(t)[0]
+    assert a["label"] == "a" and a["n"] == 2
+    assert a["effective_robustness"]["mean"] == pytest.approx(0.02) and a["ood"]["std"] == pytest.approx(0.02 ** 0.5 * 0.1)

@@ -135,3 +135,27 @@ def accuracy_on_line(runs: Sequence[Mapping[str, float]], id_set: str, ood_sets:
             slope = sum((x - mx) * (y - my) for x, y in pairs) / sum((x - mx) ** 2 for x in xs)
         out.append({"dataset": name, "r": r, "slope": slope, "n": len(pairs), "space": space})
     return out
+
+
+def effective_robustness_table(points: Sequence[Mapping], rows: Iterable[Mapping],
+                               extrapolate: bool = False) -> list[dict]:
+    """Per run point {"label", "id", "ood", ...}: the point plus "frontier_ood", "effective_robustness",
+    "position" and "sign" ("+" above the frontier, "-" below, "0" on it to 1e-4, "n/a" where undefined)."""
+    curve = [dict(r) for r in rows]
+    out = []
+    for p in points:
+        er = effective_robustness(curve, float(p["id"]), float(p["ood"]), extrapolate)
+        e = er["effective_robustness"]
+        sign = "n/a" if math.isnan(e) else ("0" if abs(e) < 1e-4 else ("+" if e > 0 else "-"))
+        out.append({**p, **er, "sign": sign})
+    return out
+
+
+def seed_means(table: Sequence[Mapping], key: str = "label") -> list[dict]:
+    """Group ``effective_robustness_table`` rows by ``key`` (a method over seeds): per group {key, "n",
+    "id"/"ood"/"effective_robustness": seed_stats(...)} in first-seen order (error bars of the ID-OOD plane)."""
+    groups: dict = {}
+    for r in table:
+        groups.setdefault(r[key], []).append(r)
+    return [{key: k, "n": len(g), **{m: seed_stats(r[m] for r in g) for m in ("id", "ood", "effective_robustness")}}
+            for k, g in groups.items()]
