@@ -46,7 +46,7 @@ st.plotly_chart(charts.reliability_figure(rel, dataset), key="cal_reliability", 
 st.caption("Each point is one confidence bin at (mean confidence, accuracy); marker size grows with the bin's share "
            "of images. Below the diagonal: overconfident. The confidence = 1.0 bin is folded into [0.9, 1.0].")
 if teacher and not rel.empty:
-    has_teacher = runs.set_index("run_id").loc[selected, "teacher"].isin(["ema", "wma", "frozen"])
+    has_teacher = api.has_teacher(runs.set_index("run_id").loc[selected, "teacher"])
     shown = set(rel.loc[rel["model"] == "teacher", "run_id"])
     missing = [labels[r] for r in has_teacher[has_teacher].index if r not in shown]
     if missing:

@@ -73,9 +73,11 @@ def panel_ui(frames, name, ctx) -> None:
                             key=f"dyn_chart_band_{name}", width="stretch")
             return
     if frame.empty:
-        teacherless = name.startswith("teacher") and not runs[runs["run_id"].isin(selected)]["teacher"].isin(
-            ["ema", "wma", "frozen"]).any()
-        msg = "needs a run with a teacher (EMA, WMA or frozen)." if teacherless else "no points logged yet."
+        teacherless = name.startswith("teacher") and not api.has_teacher(
+            runs.loc[runs["run_id"].isin(selected), "teacher"]).any()
+        kinds = [api.TEACHER_LABELS[k] for k in api.TEACHER_KINDS if k != "none"]
+        msg = (f"needs a run with a teacher ({', '.join(kinds[:-1])} or {kinds[-1]})." if teacherless
+               else "no points logged yet.")
         st.info(f"**{charts.series_label(name, ctx)}**: {msg}")
         return
     st.plotly_chart(charts.series_figure(frame, name, ctx, smoothing=smoothing, log_y=log_y or None),

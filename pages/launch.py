@@ -34,7 +34,7 @@ with st.form("launch_form"):
     c = st.columns(4)
     vals = {"method": c[0].selectbox("Method", api.METHODS, index=api.METHODS.index(v["method"]), key=k + "method"),
             "teacher": c[1].selectbox("Teacher", api.TEACHER_KINDS, index=api.TEACHER_KINDS.index(v["teacher"]),
-                                      key=k + "teacher", help="none · frozen (θ₀) · EMA · WMA (Beta kernel)")}
+                                      key=k + "teacher", help=" · ".join(f"{t}: {api.TEACHER_HELP[t]}" for t in api.TEACHER_KINDS))}
     vals["beta"] = num(c[2], "WMA β", "beta", "Beta(β, β) kernel; 0.5 is U-shaped, 1 uniform", step=0.1)
     vals["update_every"] = num(c[3], "Teacher update every (steps)", "update_every",
                                "≤ 0: the spec's default (WMA every step, EMA every 500)", step=1)
