@@ -29,7 +29,7 @@ from .calibration import (CAL_METRICS, analysis_runs, calibration_steps, calibra
                           eval_sets_of, fold_top_bin, reliability_frame)
 from .checkpoints import (NO_CHECKPOINT, CheckpointModels, checkpoint_choices, checkpoints_for_run, eval_set_info,
                           load_checkpoint_models)
-from .common import (METHOD_LABELS, TEACHER_HELP, TEACHER_LABELS, Services, data_dir, has_teacher, keep_valid,
+from .common import (METHOD_LABELS, TEACHER_HELP, TEACHER_LABELS, Services, data_dir, has_teacher, keep_valid, md,
                      new_client_token, open_services, run_choices, run_config, run_labels, strategy, teacher_label)
 from .kernel import KernelView, kernel_view
 from .launch import (DEMO_ENV, DEMO_OVERRIDES, DEMO_PRESETS, FORM_KEYS, MAX_SWEEP, build_config, demo_configs,
@@ -49,7 +49,7 @@ __all__ = [
     "band_frame", "build_config", "calibration_steps", "calibration_table", "calibration_trend", "cancel_run",
     "checkpoint_choices", "checkpoints_for_run", "cli_command", "config_diff", "data_dir", "delete_run",
     "default_comparison", "demo_configs", "eval_frame", "eval_set_info", "eval_sets_of", "export_zip", "fold_top_bin", "form_values",
-    "has_teacher", "html_report", "jobs_table", "keep_valid", "kernel_view", "list_datasets", "live_frames",
+    "has_teacher", "html_report", "md", "jobs_table", "keep_valid", "kernel_view", "list_datasets", "live_frames",
     "load_checkpoint_models", "new_client_token", "open_services", "override_args", "parse_list", "presets",
     "reliability_frame", "rename_run", "robustness_table", "run_choices", "run_config", "run_labels",
     "runs_table", "series_options", "set_tags", "similarity_frame", "start_demo", "strategy", "submit_runs",

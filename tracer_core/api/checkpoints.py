@@ -74,13 +74,16 @@ class CheckpointModels:
                 "teacher": f"Teacher ({teacher_label(kind)})"}.get(role, role)
 
 
-_LOADED: dict[tuple[str, int], CheckpointModels] = {}     # the last few checkpoints, shared by every page
+# The server holds at most MAX_LOADED checkpoints' models (three models each: a ViT-B/16 checkpoint is ~1.8 GB
+# of weights), shared by every page and tab; the least recently used one is dropped first.
+MAX_LOADED = 2
+_LOADED: dict[tuple[str, int], CheckpointModels] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_checkpoint_models(path: str, keep: int = 2) -> CheckpointModels:
+def load_checkpoint_models(path: str, keep: int = MAX_LOADED) -> CheckpointModels:
     """A run checkpoint's three models on the CPU (raises CheckpointError with a readable message). The last
-    ``keep`` checkpoints stay loaded (keyed by path and modification time), so pages share them."""
+    ``keep`` (at most MAX_LOADED) checkpoints used stay loaded, keyed by path and modification time."""
     from tracer_core.analysis.checkpoints import load_checkpoint_bundle   # torch: on first use
     key = (str(path), Path(path).stat().st_mtime_ns if Path(path).exists() else 0)
     with _LOAD_LOCK:
@@ -88,12 +91,13 @@ def load_checkpoint_models(path: str, keep: int = 2) -> CheckpointModels:
             b = load_checkpoint_bundle(path, "cpu")
             _LOADED[key] = CheckpointModels(str(path), {r: b[r] for r in MODEL_ROLES}, b["tokenizer"], b["config"],
                                             b["step"])
-            while len(_LOADED) > keep:
-                _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = _LOADED.pop(key)                  # most recently used last
+        while len(_LOADED) > max(1, min(int(keep), MAX_LOADED)):
+            _LOADED.pop(next(iter(_LOADED)))
         return _LOADED[key]
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)      # eval-set prefixes (tensors), bounded like the models
 def _dataset(name: str, image_size: int, seed: int, max_samples: int | None, path: str):
     from tracer_core.data import load_dataset
     return load_dataset(name, split="test", image_size=image_size, seed=seed, max_samples=max_samples, path=path)

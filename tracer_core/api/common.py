@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,23 @@ def open_services(directory: str | os.PathLike | None = None) -> Services:
 def new_client_token() -> str:
     """Per browser session: the job runner's idempotency token (a double click starts one run)."""
     return secrets.token_hex(8)
+
+
+# Markdown-significant characters. "_" only at a word edge (snake_case stays as typed: CommonMark does not
+# emphasise inside a word); "-", "+", "=", ">" and a number's "." only where they would open a list or heading.
+_MD_ALWAYS = re.compile(r"([\\`*\[\]()<#!:$~&|{}])")
+_MD_EDGE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_MD_LINE_START = re.compile(r"^(\s*)([-+=>]|\d+[.)])")
+
+
+def md(value: Any) -> str:
+    """User text (a run name, tag, path or error message) for a Markdown element (st.info, st.caption, a
+    progress text, ...), shown as typed: Markdown-significant ASCII punctuation is backslash-escaped
+    (CommonMark), so ``![x](http://host/p.png)`` is text, not an image the browser fetches, and
+    ``:material/...:`` or ``:red[...]`` is not a directive. Newlines become spaces (no block structure)."""
+    text = " ".join(str(value).splitlines())
+    text = _MD_EDGE_UNDERSCORE.sub(r"\\_", _MD_ALWAYS.sub(r"\\\1", text))
+    return _MD_LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], text)
 
 
 def run_config(config_json: str | None) -> dict:

@@ -5,8 +5,6 @@ from typing import Sequence
 
 import pandas as pd
 
-from tracer_core import charts
-
 from .common import Services
 from .live import TEACHER_PANELS, eval_frame, live_frames
 from .runs import config_diff, summary_table
@@ -14,6 +12,7 @@ from .runs import config_diff, summary_table
 
 def html_report(services: Services, run_ids: Sequence[str], context: str = "combined") -> str:
     """A self-contained HTML page (plotly.js inlined once) comparing the runs: charts + tables."""
+    from tracer_core import charts   # plotly on first use: `import tracer_core.api` (and Home) do without it
     run_ids = list(run_ids)
     table, _ = summary_table(services, run_ids)
     panels = [(n, context if n != "teacher_student_top5_alignment" else "img") for n in TEACHER_PANELS]

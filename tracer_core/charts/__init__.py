@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .attributions import attribution_figure
 from .calibration import calibration_trend_figure, confidence_histogram_figure, reliability_figure
-from .common import (CONTEXT_LABELS, STEP_AXIS, axis_title, empty_figure, eval_metric_meta, series_label,
+from .common import (CONTEXT_LABELS, STEP_AXIS, axis_title, empty_figure, eval_metric_meta, plain, series_label,
                      series_meta, smooth, strategy_colours)
 from .kernel import kernel_weights_figure, profile_figure
 from .live import band_figure, eval_figure, series_figure
@@ -29,7 +29,7 @@ from .robustness import robustness_figure, wise_alpha_figure, wise_figure
 from .runs import html_page, style_best
 
 __all__ = ["CONTEXT_LABELS", "STEP_AXIS", "attribution_figure", "axis_title", "band_figure",
-           "calibration_trend_figure", "confidence_histogram_figure", "empty_figure", "eval_figure",
+           "calibration_trend_figure", "confidence_histogram_figure", "empty_figure", "eval_figure", "plain",
            "eval_metric_meta", "html_page", "kernel_weights_figure", "profile_figure", "reliability_figure",
            "robustness_figure", "series_figure", "series_label", "series_meta", "similarity_heatmap_figure",
            "similarity_layers_figure", "smooth", "strategy_colours", "style_best", "wise_alpha_figure",

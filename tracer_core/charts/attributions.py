@@ -4,7 +4,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .common import empty_figure, layout
+from .common import empty_figure, layout, plain
 
 # heat overlay: transparent at 0 (the image shows through), opaque hot colours where attribution is high
 HEAT = [[0.0, "rgba(0,0,0,0)"], [0.15, "rgba(40,11,84,0.05)"], [0.35, "rgba(101,21,110,0.45)"],
@@ -15,8 +15,8 @@ def attribution_figure(result, cell: int = 230) -> go.Figure:
     """Heat overlays: a row per method, a column per model (pretrained, student, teacher); the input image
     under each map. ``result``: api.AttributionResult."""
     roles, methods = list(result.roles), list(result.methods)
-    title = (f"Attributions for class “{result.classnames[result.target]}” "
-             f"(true label: {result.classnames[result.label]})")
+    title = (f"Attributions for class “{plain(result.classnames[result.target])}” "
+             f"(true label: {plain(result.classnames[result.label])})")
     if not roles or not methods:
         return empty_figure(title, "Choose at least one method.", "x (pixels)", "y (pixels)")
     titles = [f"{result.role_labels[r]} · {result.method_labels.get(m, m)}" for m in methods for r in roles]

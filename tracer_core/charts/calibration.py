@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .common import empty_figure, eval_metric_meta, finish, grid, run_panels
+from .common import empty_figure, eval_metric_meta, finish, grid, plain, run_panels
 from .live import eval_figure
 
 CONF_AXIS = "Confidence (max softmax probability, 0–1)"
@@ -20,12 +20,12 @@ ROLE_COLOURS = {"pretrained": "#6b6b6b", "student": "#2c3e50", "teacher": "#8e44
 def reliability_figure(frame: pd.DataFrame, dataset: str = "", height: int = 420) -> go.Figure:
     """Reliability diagrams side by side (a panel per run): accuracy against mean confidence per confidence bin,
     student solid, teacher dashed, with the diagonal of perfect calibration. ``frame``: reliability_frame."""
-    title = f"Reliability diagram — {dataset}" if dataset else "Reliability diagram"
+    title = f"Reliability diagram — {plain(dataset)}" if dataset else "Reliability diagram"
     if frame.empty:
         return empty_figure(title, "No reliability bins for these runs and this eval set.", CONF_AXIS, ACC_AXIS)
     panels = run_panels(frame)
     rows, cols = grid(len(panels))
-    names = [f"{g['label'].iloc[0]} · step {int(g['step'].iloc[0])}" for _, g in panels]
+    names = [f"{plain(g['label'].iloc[0])} · step {int(g['step'].iloc[0])}" for _, g in panels]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.04,
                         vertical_spacing=0.16)
     for i, (rid, g) in enumerate(panels):
@@ -53,14 +53,14 @@ def reliability_figure(frame: pd.DataFrame, dataset: str = "", height: int = 420
 
 def confidence_histogram_figure(frame: pd.DataFrame, dataset: str = "", height: int = 300) -> go.Figure:
     """Images per confidence bin (a panel per run; student and teacher side by side)."""
-    title = f"Images per confidence bin — {dataset}" if dataset else "Images per confidence bin"
+    title = f"Images per confidence bin — {plain(dataset)}" if dataset else "Images per confidence bin"
     y_title = "Images in bin (count)"
     if frame.empty:
         return empty_figure(title, "No reliability bins for these runs and this eval set.", CONF_AXIS, y_title)
     panels = run_panels(frame)
     rows, cols = grid(len(panels))
     fig = make_subplots(rows=rows, cols=cols, shared_yaxes=True, horizontal_spacing=0.04, vertical_spacing=0.2,
-                        subplot_titles=[str(g["label"].iloc[0]) for _, g in panels])
+                        subplot_titles=[plain(g["label"].iloc[0]) for _, g in panels])
     for i, (rid, g) in enumerate(panels):
         for model, m in g.groupby("model", sort=False):
             colour = ROLE_COLOURS.get(str(model), "#2c3e50")
@@ -79,7 +79,7 @@ def calibration_trend_figure(frame: pd.DataFrame, metric: str, dataset: str, ste
                              id_sets: Sequence[str] = ()) -> go.Figure:
     """A student calibration metric of one eval set over training, the step shown above marked."""
     meta = eval_metric_meta(metric)
-    fig = eval_figure(frame, metric, id_sets=id_sets, title=f"Student {meta.label} on {dataset} over training",
+    fig = eval_figure(frame, metric, id_sets=id_sets, title=f"Student {meta.label} on {plain(dataset)} over training",
                            height=320)
     if step is not None and not frame.empty:
         fig.add_vline(x=step, line_dash="dot", line_color="#888888")

@@ -4,6 +4,7 @@ colours from the teacher registry (``tracer_core.teachers.KINDS``), so charts ne
 """
 from __future__ import annotations
 
+import html
 import math
 from typing import Iterable
 
@@ -14,7 +15,7 @@ import plotly.graph_objects as go
 from tracer_core.store.schema import eval_metric_meta, series_meta
 from tracer_core.teachers import KINDS
 
-__all__ = ["STEP_AXIS", "CONTEXT_LABELS", "smooth", "axis_title", "series_label", "strategy_colours",
+__all__ = ["STEP_AXIS", "CONTEXT_LABELS", "plain", "smooth", "axis_title", "series_label", "strategy_colours",
            "empty_figure", "eval_metric_meta", "series_meta"]
 
 STEP_AXIS = "Training step (optimizer updates)"
@@ -25,6 +26,12 @@ FALLBACK = ["#8e44ad", "#16a085", "#c0392b", "#d35400", "#2c3e50", "#27ae60"]
 DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 _FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13)
 _MAX_COLS = 4
+
+
+def plain(value) -> str:
+    """User text (run labels, dataset and class names) for plotly titles, legends and hover labels, which
+    parse a subset of HTML: escaped, so ``<b>`` or ``<a href=...>`` in a run name is shown, not rendered."""
+    return html.escape(str(value), quote=False)
 
 
 # -- smoothing -----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .common import (DASHES, FALLBACK, STEP_AXIS, axis_title, bounded_range, empty_figure, eval_metric_meta,
-                     layout, rgba, series_label, series_meta, smooth, strategy_colours)
+                     layout, plain, rgba, series_label, series_meta, smooth, strategy_colours)
 
 
 def series_figure(frame: pd.DataFrame, name: str, context: str = "", *, smoothing: float = 0.0,
@@ -35,7 +35,7 @@ def series_figure(frame: pd.DataFrame, name: str, context: str = "", *, smoothin
         strategy = g["strategy"].iloc[0] if "strategy" in g else "run"
         colour = colours.get(strategy, FALLBACK[0])
         k = dash_of[strategy] = dash_of.get(strategy, -1) + 1
-        label = str(g["label"].iloc[0]) if "label" in g else str(run_id)
+        label = plain(g["label"].iloc[0] if "label" in g else run_id)
         x = g["step"].tolist()
         y = g["value"].to_numpy(np.float64)
         if smoothing > 0:
@@ -69,7 +69,7 @@ def band_figure(frame: pd.DataFrame, name: str, context: str = "", *, smoothing:
         strategy = g["strategy"].iloc[0] if "strategy" in g else str(gid)
         colour = colours.get(strategy, FALLBACK[0])
         n = int(g["n"].max()) if "n" in g else 1
-        label = f"{g['label'].iloc[0]} (n={n})"
+        label = f"{plain(g['label'].iloc[0])} (n={n})"
         x = g["step"].tolist()
         mean = smooth(g["mean"].to_numpy(np.float64), smoothing)
         if band == "minmax":
@@ -106,11 +106,11 @@ def eval_figure(frame: pd.DataFrame, metric: str = "accuracy", *, id_sets: Itera
     id_sets = set(id_sets)
     sets = sorted(frame["dataset"].unique(), key=lambda d: (d not in id_sets, d))
     fig = make_subplots(rows=1, cols=len(sets), shared_yaxes=True, horizontal_spacing=0.02,
-                        subplot_titles=[f"{d} ({'ID' if d in id_sets else 'OOD'})" for d in sets])
+                        subplot_titles=[f"{plain(d)} ({'ID' if d in id_sets else 'OOD'})" for d in sets])
     colours = strategy_colours(frame)
     dash_of: dict[str, int] = {}
     for run_id, g in frame.sort_values(["run_id", "step"]).groupby("run_id", sort=False):
-        strategy, label = g["strategy"].iloc[0], str(g["label"].iloc[0])
+        strategy, label = g["strategy"].iloc[0], plain(g["label"].iloc[0])
         k = dash_of[strategy] = dash_of.get(strategy, -1) + 1
         for col, ds in enumerate(sets, start=1):
             d = g[g["dataset"] == ds]
@@ -119,7 +119,7 @@ def eval_figure(frame: pd.DataFrame, metric: str = "accuracy", *, id_sets: Itera
                                      meta={"run_id": str(run_id), "dataset": str(ds), "strategy": str(strategy)},
                                      line=dict(color=colours.get(strategy, FALLBACK[0]), width=2,
                                                dash=DASHES[k % len(DASHES)]),
-                                     hovertemplate=f"{label} · {ds}<br>step %{{x}}<br>{meta.label} %{{y:.4g}}"
+                                     hovertemplate=f"{label} · {plain(ds)}<br>step %{{x}}<br>{meta.label} %{{y:.4g}}"
                                                    "<extra></extra>"), row=1, col=col)
     layout(fig, title, "Step", y_title, height=height)
     fig.update_xaxes(title_text="Step")

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .common import STEP_AXIS, empty_figure, finish, run_panels
+from .common import STEP_AXIS, empty_figure, finish, plain, run_panels
 
 KIND_LABELS = {"linear_cka": "Linear CKA", "linear_cka_debiased": "Debiased linear CKA", "svcca": "SVCCA"}
 PAIR_LABELS = {"student_vs_pretrained": "student vs pretrained", "student_vs_teacher": "student vs teacher",
@@ -26,7 +26,7 @@ def similarity_heatmap_figure(frame: pd.DataFrame, pair: str, kind: str = "linea
         return empty_figure(title, "No similarity rows for these runs.", STEP_AXIS, y_title)
     panels = run_panels(frame)
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[f"{g['label'].iloc[0]} ({g['strategy'].iloc[0]})" for _, g in panels])
+                        subplot_titles=[f"{plain(g['label'].iloc[0])} ({g['strategy'].iloc[0]})" for _, g in panels])
     values = sub["value"].to_numpy(np.float64)
     zmin = float(np.nanmin(values)) if len(values) and np.isfinite(values).any() else 0.0
     zmax = float(np.nanmax(values)) if len(values) and np.isfinite(values).any() else 1.0
@@ -37,15 +37,15 @@ def similarity_heatmap_figure(frame: pd.DataFrame, pair: str, kind: str = "linea
             fig.add_annotation(text="no teacher in this run" if "teacher" in pair else "no rows", showarrow=False,
                                x=0.5, y=0.5, xref=f"x{i if i > 1 else ''} domain", yref="y domain",
                                font=dict(color="#666666"))
-            fig.add_trace(go.Heatmap(z=[[None]], x=[0], y=[layers[0]], showscale=False, name=str(g["label"].iloc[0]),
+            fig.add_trace(go.Heatmap(z=[[None]], x=[0], y=[layers[0]], showscale=False, name=plain(g["label"].iloc[0]),
                                      hoverinfo="skip"), row=1, col=i)
             continue
         piv = h.pivot_table(index="layer_index", columns="step", values="value").sort_index()
         fig.add_trace(go.Heatmap(
             z=piv.to_numpy().tolist(), x=[int(s) for s in piv.columns], y=[layers[j] for j in piv.index],
-            zmin=zmin, zmax=zmax, colorscale="Viridis", name=str(g["label"].iloc[0]), meta={"run_id": str(rid)},
+            zmin=zmin, zmax=zmax, colorscale="Viridis", name=plain(g["label"].iloc[0]), meta={"run_id": str(rid)},
             showscale=i == 1, colorbar=dict(title=dict(text=f"{k} (0–1)", side="right")),
-            hovertemplate="step %{x}<br>%{y}<br>" + k + " %{z:.4f}<extra>" + str(g["label"].iloc[0]) + "</extra>"),
+            hovertemplate="step %{x}<br>%{y}<br>" + k + " %{z:.4f}<extra>" + plain(g["label"].iloc[0]) + "</extra>"),
             row=1, col=i)
     finish(fig, title, "Evaluation step (optimizer updates)", y_title, 1, len(panels), height=height, legend="run")
     fig.update_yaxes(categoryorder="array", categoryarray=layers, type="category", showgrid=False)
@@ -64,7 +64,7 @@ def similarity_layers_figure(frame: pd.DataFrame, step: int, kind: str = "linear
         return empty_figure(title, f"No similarity rows at step {step}.", x_title, y_title)
     panels = run_panels(at)
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[f"{g['label'].iloc[0]} ({g['strategy'].iloc[0]})" for _, g in panels])
+                        subplot_titles=[f"{plain(g['label'].iloc[0])} ({g['strategy'].iloc[0]})" for _, g in panels])
     for i, (rid, g) in enumerate(panels, start=1):
         for pair, p in g.groupby("pair", sort=False):
             p = p.sort_values("layer_index")

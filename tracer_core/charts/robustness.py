@@ -8,14 +8,14 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .calibration import ACC_AXIS
-from .common import empty_figure, layout
+from .common import empty_figure, layout, plain
 
 ATTACK_COLOURS = {"clean": "#2e9e5b", "FGSM": "#f29e4c", "PGD": "#b23a1b"}
 
 
 def robustness_figure(table: pd.DataFrame, dataset: str = "", steps: int | None = None) -> go.Figure:
     """Grouped bars: clean / FGSM / PGD zero-shot accuracy per model. ``table``: api.robustness_table."""
-    title = "Accuracy under L∞ attacks" + (f" — {dataset}" if dataset else "")
+    title = "Accuracy under L∞ attacks" + (f" — {plain(dataset)}" if dataset else "")
     if table.empty:
         return empty_figure(title, "Press the button to run the attacks.", "Model", ACC_AXIS)
     eps, n = float(table["eps"].iloc[0]), int(table["n"].iloc[0])
@@ -35,8 +35,8 @@ def robustness_figure(table: pd.DataFrame, dataset: str = "", steps: int | None 
 def wise_figure(summary: pd.DataFrame, id_set: str = "", ood_sets: Sequence[str] = ()) -> go.Figure:
     """WiSE-FT: OOD against ID accuracy of θ_α for each α, labelled, with the two endpoints marked."""
     title = "WiSE-FT: weight-space interpolation between pretrained (α = 0) and fine-tuned (α = 1)"
-    x_title = f"ID accuracy{f' on {id_set}' if id_set else ''} (fraction correct)"
-    y_title = (f"OOD accuracy{f' on {ood_sets[0]}' if len(ood_sets) == 1 else f', mean of {len(ood_sets)} sets'}"
+    x_title = f"ID accuracy{f' on {plain(id_set)}' if id_set else ''} (fraction correct)"
+    y_title = (f"OOD accuracy{f' on {plain(ood_sets[0])}' if len(ood_sets) == 1 else f', mean of {len(ood_sets)} sets'}"
                " (fraction correct)")
     if summary.empty or not summary["ood_accuracy"].notna().any():
         msg = ("Press the button to compute the curve." if summary.empty else
@@ -56,7 +56,7 @@ def wise_figure(summary: pd.DataFrame, id_set: str = "", ood_sets: Sequence[str]
                                                             line=dict(width=1, color="white")),
                                      hovertemplate=name + "<br>ID %{x:.3f}<br>OOD %{y:.3f}<extra></extra>"))
     if len(ood_sets) > 1:
-        title += f"<br><sup>OOD = mean of {', '.join(ood_sets)}</sup>"
+        title += f"<br><sup>OOD = mean of {plain(', '.join(ood_sets))}</sup>"
     layout(fig, title, x_title, y_title, height=460)
     fig.update_layout(hovermode="closest", legend_title_text="model", margin=dict(t=110))
     return fig
@@ -72,9 +72,9 @@ def wise_alpha_figure(rows: pd.DataFrame) -> go.Figure:
     for i, (ds, g) in enumerate(rows.sort_values("alpha").groupby("dataset", sort=False)):
         split = str(g["split"].iloc[0]).upper()
         fig.add_trace(go.Scatter(x=g["alpha"].tolist(), y=g["accuracy"].tolist(), mode="lines+markers",
-                                 name=f"{ds} ({split})", line=dict(color=palette[i % len(palette)], width=2,
+                                 name=f"{plain(ds)} ({split})", line=dict(color=palette[i % len(palette)], width=2,
                                                                    dash="solid" if split == "ID" else "dash"),
-                                 hovertemplate=f"{ds}<br>α %{{x:g}}<br>accuracy %{{y:.3f}}<extra></extra>"))
+                                 hovertemplate=f"{plain(ds)}<br>α %{{x:g}}<br>accuracy %{{y:.3f}}<extra></extra>"))
     layout(fig, title, x_title, ACC_AXIS, height=380)
     fig.update_layout(hovermode="closest", legend_title_text="eval set")
     return fig

@@ -50,7 +50,7 @@ if teacher and not rel.empty:
     shown = set(rel.loc[rel["model"] == "teacher", "run_id"])
     missing = [labels[r] for r in has_teacher[has_teacher].index if r not in shown]
     if missing:
-        st.caption(f"No teacher bins at this step for {', '.join(missing)}: move the slider to the final step.")
+        st.caption(f"No teacher bins at this step for {api.md(', '.join(missing))}: move the slider to the final step.")
 st.plotly_chart(charts.confidence_histogram_figure(rel, dataset), key="cal_hist", width="stretch")
 
 st.subheader("Calibration metrics")
