@@ -7,22 +7,24 @@ Pages render; tracer_core.api computes. The store and the job runner are held on
 """
 import streamlit as st
 
-st.set_page_config(page_title="TRACER Studio", page_icon=":material/monitoring:", layout="wide")
+# emoji icons, not ":material/...:" ones: those load the Material Symbols font from fonts.gstatic.com, and a
+# local dashboard contacts no third party (offline, the icons would break)
+st.set_page_config(page_title="TRACER Studio", page_icon="📈", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),
-    st.Page("pages/dynamics.py", title="Live dynamics", icon=":material/monitoring:"),
-    st.Page("pages/kernel.py", title="Teacher kernel", icon=":material/functions:"),
-    st.Page("pages/runs.py", title="Runs", icon=":material/table_view:"),
-    st.Page("pages/calibration.py", title="Calibration", icon=":material/speed:"),
-    st.Page("pages/representations.py", title="Representations", icon=":material/hub:"),
-    st.Page("pages/attributions.py", title="Attributions", icon=":material/image_search:"),
-    st.Page("pages/robustness.py", title="Robustness", icon=":material/shield:"),
+    st.Page("views/home.py", title="Home", icon="🏠", default=True),
+    st.Page("views/launch.py", title="Launch", icon="🚀"),
+    st.Page("views/dynamics.py", title="Live dynamics", icon="📈"),
+    st.Page("views/kernel.py", title="Teacher kernel", icon="🧮"),
+    st.Page("views/runs.py", title="Runs", icon="📋"),
+    st.Page("views/calibration.py", title="Calibration", icon="🎯"),
+    st.Page("views/representations.py", title="Representations", icon="🕸️"),
+    st.Page("views/attributions.py", title="Attributions", icon="🔍"),
+    st.Page("views/robustness.py", title="Robustness", icon="🛡️"),
 ]
-# navigation before anything slow: until a session has called st.navigation, Streamlit shows its automatic
-# pages/-directory menu, whose links would run a page without this frame (importing the api and opening the
-# store take seconds on a cold start)
+# navigation before anything slow (importing the api and opening the store take seconds on a cold start), so
+# the first menu a browser sees is this one. The pages live in views/, not pages/: a pages/ folder would put
+# Streamlit in its old multipage mode, where a deep link (/runs) runs the page without this frame
 PAGE = st.navigation(PAGES)
 
 import tracer_core.api as api  # noqa: E402  (after st.navigation on purpose, see above)
@@ -38,7 +40,7 @@ def jobs_sidebar(svc: api.Services) -> None:
     try:
         jobs = api.jobs_table(svc)
     except Exception as e:  # the sidebar must never break a page
-        st.caption(f"Job status unavailable: {e}")
+        st.caption(f"Job status unavailable: {api.md(e)}")
         return
     running = int((jobs["status"] == "running").sum())
     queued = int((jobs["status"] == "queued").sum())
@@ -51,7 +53,7 @@ def main() -> None:
     try:
         svc = services(data_dir)
     except Exception as e:
-        st.error(f"Could not open the run store in {data_dir}: {e}. Check that the folder is writable, or set "
+        st.error(f"Could not open the run store in {api.md(data_dir)}: {api.md(e)}. Check that the folder is writable, or set "
                  "TRACER_DATA_DIR to another folder.")
         st.stop()
     st.session_state["svc"] = svc
@@ -60,12 +62,12 @@ def main() -> None:
         st.caption("Data folder")
         st.code(data_dir, language=None, wrap_lines=True)
         for note in svc.store.notices[-2:]:
-            st.warning(note)
+            st.warning(api.md(note))
         jobs_sidebar(svc)
     try:
         PAGE.run()
     except Exception as e:  # last resort: a message, never a traceback
-        st.error(f"Something went wrong on this page: {type(e).__name__}: {e}")
+        st.error(f"Something went wrong on this page: {type(e).__name__}: {api.md(e)}")
 
 
 main()

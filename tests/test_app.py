@@ -16,7 +16,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-PAGES = ["pages/home.py", "pages/launch.py", "pages/dynamics.py", "pages/kernel.py", "pages/runs.py"]
+PAGES = ["views/home.py", "views/launch.py", "views/dynamics.py", "views/kernel.py", "views/runs.py"]
 TINY = ["model.pretrained=none", "data.train_set=synthetic", 'data.eval_sets=["synthetic"]', "train.steps=12",
         "data.batch_size=16", "data.max_eval_samples=64", "train.eval_every=6", "optim.warmup_steps=3",
         "train.threads=1"]   # one torch thread: robust to a busy 2-core machine
@@ -102,7 +102,7 @@ def test_home_has_demo_button_and_counts(app):
 def test_empty_store_explains_what_to_do(tmp_path, app_for):
     at = app_for(tmp_path / "empty")
     try:
-        for page in (None, "pages/dynamics.py", "pages/runs.py"):
+        for page in (None, "views/dynamics.py", "views/runs.py"):
             _open(at, page)
             assert any("No runs" in i.value for i in at.info), [i.value for i in at.info]
             assert not at.get("plotly_chart")
@@ -114,7 +114,7 @@ def test_empty_store_explains_what_to_do(tmp_path, app_for):
 
 def test_dynamics_overlays_runs_with_labelled_charts(app, seeded):
     ids = list(seeded[1].values())
-    _open(app, "pages/dynamics.py", dynamics_runs=ids)
+    _open(app, "views/dynamics.py", dynamics_runs=ids)
     figs = _figures(app)
     assert len(figs) >= 9                              # 6 teacher statistics + loss + lr + evaluations
     for fig in figs:
@@ -137,7 +137,7 @@ def test_dynamics_overlays_runs_with_labelled_charts(app, seeded):
 
 def test_smoothing_keeps_raw_trace_faint(app, seeded):
     ids = [seeded[1][("tracer", 0)]]
-    _open(app, "pages/dynamics.py", dynamics_runs=ids)
+    _open(app, "views/dynamics.py", dynamics_runs=ids)
     app.slider(key="dyn_smoothing").set_value(0.9).run()
     kl = _by_title(_figures(app), "KL(teacher || student)")
     raw = [t for t in kl["data"] if t["name"].endswith("(raw)")]
@@ -150,7 +150,7 @@ def test_smoothing_keeps_raw_trace_faint(app, seeded):
 
 def test_log_scale_toggle_and_seed_bands(app, seeded):
     ids = [seeded[1][("tracer", 0)], seeded[1][("tracer", 1)], seeded[1][("tracer_ema", 0)]]
-    _open(app, "pages/dynamics.py", dynamics_runs=ids)
+    _open(app, "views/dynamics.py", dynamics_runs=ids)
     assert _by_title(_figures(app), "Teacher entropy")["layout"]["yaxis"]["type"] == "linear"
     app.toggle(key="dyn_log").set_value(True).run()
     assert _by_title(_figures(app), "Teacher entropy")["layout"]["yaxis"]["type"] == "log"
@@ -175,7 +175,7 @@ def test_live_view_updates_a_running_run(tmp_path, app_for):
         for step in range(1, 4):
             writer.on_step(step, {("teacher_student_kl", "combined"): 0.1 / step, ("loss", "total"): 1.0})
         time.sleep(0.3)                                  # the writer flushes every 0.05 s
-        _open(at, "pages/dynamics.py", dynamics_runs=[writer.run_id])
+        _open(at, "views/dynamics.py", dynamics_runs=[writer.run_id])
         assert at.get("progress") and "step" in at.get("progress")[0].proto.text
         before = sum(_points(t) for t in _by_title(_figures(at), "KL(teacher").get("data"))
         for step in range(4, 9):
@@ -190,7 +190,7 @@ def test_live_view_updates_a_running_run(tmp_path, app_for):
 # -- kernel explorer ----------------------------------------------------------------------------------------
 
 def test_kernel_explorer_plots_ema_and_wma(app):
-    _open(app, "pages/kernel.py")
+    _open(app, "views/kernel.py")
     figs = _figures(app)
     assert len(figs) == 3
     for fig in figs:
@@ -206,7 +206,7 @@ def test_kernel_explorer_plots_ema_and_wma(app):
 # -- launch -------------------------------------------------------------------------------------------------
 
 def _launch(app, **values) -> AppTest:
-    _open(app, "pages/launch.py")
+    _open(app, "views/launch.py")
     preset = app.selectbox(key="launch_preset").value
     for field, value in values.items():
         app.get_by_key(f"l_{preset}_{field}").set_value(value)
@@ -249,7 +249,7 @@ def test_launch_double_submit_queues_one_run(tmp_path, app_for):
 # -- runs ---------------------------------------------------------------------------------------------------
 
 def test_runs_table_filter_diff_and_export(app, seeded):
-    _open(app, "pages/runs.py")
+    _open(app, "views/runs.py")
     table = app.dataframe[0].value
     assert len(table) == len(SEEDED)
     assert {"status", "strategy", "seed", "tags", "ID accuracy", "KL AUC (normalised)"} <= set(table.columns)
@@ -280,7 +280,7 @@ def test_runs_rename_tag_and_delete(app, seeded):
 
     with RunWriter.create(load_preset("ft", TINY), seeded[0]) as extra:   # a run to edit and delete
         pass
-    _open(app, "pages/runs.py")
+    _open(app, "views/runs.py")
     app.multiselect(key="runs_selected").set_value([extra.run_id]).run()
     app.text_input(key="runs_new_name").set_value("renamed-run")
     app.text_input(key="runs_new_tags").set_value("keep, ablation")

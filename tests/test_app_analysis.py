@@ -16,7 +16,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-PAGES = ["pages/calibration.py", "pages/representations.py", "pages/attributions.py", "pages/robustness.py"]
+PAGES = ["views/calibration.py", "views/representations.py", "views/attributions.py", "views/robustness.py"]
 TINY = ["model.pretrained=none", "data.train_set=synthetic", 'data.eval_sets=["synthetic","sklearn_digits"]',
         "train.steps=12", "data.batch_size=16", "data.max_eval_samples=48", "train.eval_every=6",
         "optim.warmup_steps=3", "train.similarity_probe=16", "train.threads=1"]
@@ -104,7 +104,7 @@ def test_empty_store_explains_what_to_do(tmp_path, app_for):
 def test_calibration_diagrams_table_and_step_slider(app, seeded):
     ids = seeded[1]
     runs = [ids["tracer_ema"], ids["tracer"], ids["ft"]]
-    _open(app, "pages/calibration.py", cal_runs=runs)
+    _open(app, "views/calibration.py", cal_runs=runs)
     assert app.selectbox(key="cal_set").options[0] == "synthetic"       # the ID set first
     assert app.select_slider(key="cal_step").options == ["0", "6", "12"]
     rel = _fig(app, "cal_reliability")
@@ -154,7 +154,7 @@ def test_fold_top_bin_is_count_weighted():
 
 def test_representations_heatmap_and_layer_curves_ema_vs_wma(app, seeded):
     ema, wma = seeded[1]["tracer_ema"], seeded[1]["tracer"]
-    _open(app, "pages/representations.py")
+    _open(app, "views/representations.py")
     assert app.multiselect(key="rep_runs").value == [ema, wma]           # default: EMA and WMA side by side
     heat = _fig(app, "rep_heatmap")
     _labelled(heat)
@@ -183,7 +183,7 @@ def test_representations_heatmap_and_layer_curves_ema_vs_wma(app, seeded):
 
 def test_attributions_compute_overlays_for_three_models(app, seeded):
     ema = seeded[1]["tracer_ema"]
-    _open(app, "pages/attributions.py", attr_run=ema)
+    _open(app, "views/attributions.py", attr_run=ema)
     assert app.selectbox(key="attr_ckpt").value.endswith("step_000012.pt")
     assert app.selectbox(key="attr_set").options == ["synthetic", "sklearn_digits"]
     assert not app.get("plotly_chart") and any("Compute attributions" in i.value for i in app.info)
@@ -207,7 +207,7 @@ def test_attributions_compute_overlays_for_three_models(app, seeded):
 
 
 def test_attributions_without_teacher(app, seeded):
-    _open(app, "pages/attributions.py", attr_run=seeded[1]["ft"])
+    _open(app, "views/attributions.py", attr_run=seeded[1]["ft"])
     assert any("no teacher" in c.value for c in app.caption)
     app.multiselect(key="attr_methods").set_value(["saliency"])
     app.button(key="attr_compute").click().run()
@@ -220,7 +220,7 @@ def test_attributions_without_teacher(app, seeded):
 
 def test_robustness_attacks_and_wise_curve(app, seeded):
     wma = seeded[1]["tracer"]
-    _open(app, "pages/robustness.py", rob_run=wma)
+    _open(app, "views/robustness.py", rob_run=wma)
     assert app.slider(key="rob_eps").value == 4.0 and app.number_input(key="rob_steps").value == 5
     app.number_input(key="rob_n").set_value(16)
     app.button(key="rob_compute").click().run()

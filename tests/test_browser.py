@@ -10,6 +10,7 @@ test needs neither the embedded checkpoint nor the digit datasets.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -74,11 +75,11 @@ def _stop_workers(data_dir: Path) -> None:
                 pass
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("tracer-browser")
+@contextlib.contextmanager
+def _streamlit(data_dir: Path, env_extra: dict | None = None):
+    """A real `streamlit run app.py` on a free local port; yields its URL, stops it (and its workers) after."""
     port = _free_port()
-    env = {**os.environ, "TRACER_DATA_DIR": str(data_dir), "TRACER_DEMO_OVERRIDES": json.dumps(DEMO)}
+    env = {**os.environ, "TRACER_DATA_DIR": str(data_dir), **(env_extra or {})}
     log = open(data_dir / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
                              f"--server.port={port}", "--server.address=127.0.0.1",
@@ -94,7 +95,7 @@ def server(tmp_path_factory):
 
     try:
         _wait_until(healthy, 60, "the Streamlit server")
-        yield url, data_dir
+        yield url
     finally:
         proc.terminate()
         try:
@@ -103,6 +104,24 @@ def server(tmp_path_factory):
             proc.kill()
         _stop_workers(data_dir)
         log.close()
+
+
+def _record_requests(ctx, url: str) -> list[str]:
+    """Every request the pages make; the ones that leave the local server are what the test fails on."""
+    seen: list[str] = []
+    ctx.on("request", lambda r: seen.append(r.url))
+    return seen
+
+
+def _outside(requests: list[str], url: str) -> list[str]:
+    return sorted({r for r in requests if not r.startswith((url + "/", "data:", "blob:", "about:")) and r != url})
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("tracer-browser")
+    with _streamlit(data_dir, {"TRACER_DEMO_OVERRIDES": json.dumps(DEMO)}) as url:
+        yield url, data_dir
 
 
 def test_demo_goes_live_and_every_page_renders(server):
@@ -114,10 +133,11 @@ def test_demo_goes_live_and_every_page_renders(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
             ctx = browser.new_context(viewport={"width": 1400, "height": 2200})
+            requests = _record_requests(ctx, url)
             page = ctx.new_page()
             page.goto(url)
             # the first menu a fresh server shows is already the app's (st.navigation runs before the slow
-            # imports), not Streamlit's automatic pages/ menu whose links would run a page without its frame
+            # imports); views/ is not Streamlit's automatic pages/ folder, so there is no second menu
             nav = page.get_by_test_id("stSidebarNav")
             expect(nav).to_be_visible(timeout=30_000)
             items = set(nav.inner_text().split("\n"))
@@ -163,6 +183,30 @@ def test_demo_goes_live_and_every_page_renders(server):
                                           timeout=120_000)
                     assert not tab.get_by_test_id("stAlertContentError").count(), link
                 tab.screenshot(path=str(SHOTS / f"{link.lower().replace(' ', '_')}.png"))
+            # an offline research tool: no font, icon or pixel from a third party (issue 16 item 3)
+            assert requests and not _outside(requests, url), _outside(requests, url)
         finally:
             browser.close()
     assert len([d for d in (data_dir / "runs").iterdir() if not d.name.startswith(".")]) == 3   # one demo
+
+
+@pytest.mark.parametrize("path, heading", [("runs", "Runs"), ("dynamics", "Training dynamics")])
+def test_deep_link_as_first_request_to_a_fresh_server(tmp_path, path, heading):
+    """/runs typed into the address bar of a just-started server renders the page inside app.py's frame (the
+    page reads the services app.py opens: a bare page run would fail with KeyError 'svc')."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with _streamlit(tmp_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            ctx = browser.new_context()
+            requests = _record_requests(ctx, url)
+            page = ctx.new_page()
+            page.goto(f"{url}/{path}")
+            expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=30_000)
+            expect(page.get_by_test_id("stSidebarNav")).to_contain_text("Live dynamics")
+            assert not page.get_by_test_id("stException").count()
+            assert not page.get_by_test_id("stAlertContentError").count()
+            assert not _outside(requests, url), _outside(requests, url)
+        finally:
+            browser.close()

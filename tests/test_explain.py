@@ -4,8 +4,9 @@ import torch
 
 from tracer_core.config import load_preset
 from tracer_core.data import load_dataset
-from tracer_core.explain import (GradCamTap, attribute, load_checkpoint_bundle, load_models_from_checkpoint,
-                                 normalise_maps, similarity_forward)
+from tracer_core.analysis.attributions import GradCamTap, attribute, normalise_maps
+from tracer_core.analysis.checkpoints import load_checkpoint_bundle, load_models_from_checkpoint
+from tracer_core.analysis.zeroshot import zero_shot_logits_fn
 from tracer_core.models import build_model
 from tracer_core.models.zeroshot import class_text_embeddings
 from tracer_core.training import run
@@ -20,7 +21,7 @@ def setup():
 
 
 def _score(model, tok, data, x, target):
-    fwd = similarity_forward(model.eval(), class_text_embeddings(model, tok, data.classnames, data.templates))
+    fwd = zero_shot_logits_fn(model.eval(), class_text_embeddings(model, tok, data.classnames, data.templates))
     with torch.no_grad():
         return fwd(x)[torch.arange(x.shape[0]), target]
 
@@ -51,7 +52,7 @@ def test_saliency_and_occlusion_are_what_they_claim(setup):
     sal = attribute(model, tok, x, data.classnames, data.templates, target=5, method="saliency")
     xg = x.clone().requires_grad_(True)
     emb = class_text_embeddings(model, tok, data.classnames, data.templates)
-    grad, = torch.autograd.grad(similarity_forward(model.eval(), emb)(xg)[:, 5].sum(), xg)
+    grad, = torch.autograd.grad(zero_shot_logits_fn(model.eval(), emb)(xg)[:, 5].sum(), xg)
     model.train()
     assert torch.allclose(sal, grad.abs().amax(dim=1), atol=1e-5)
     occ = attribute(model, tok, x, data.classnames, data.templates, target=5, method="occlusion")

@@ -8,11 +8,13 @@ import math
 import pytest
 import torch
 
+from tracer_core.analysis.wise import wise_curve
 from tracer_core.config import METHODS, ConfigError, MethodParamsConfig, list_presets, load_preset, preset_description
 from tracer_core.losses import gram_volume, total_loss
-from tracer_core.methods import Method, list_methods, wise_curve, wise_ft_interpolate
+from tracer_core.methods import list_methods
 from tracer_core.methods.lowrank import assign_ranks, awp_perturbation, merged_weights
 from tracer_core.methods.simulated_ood import simulate_ood
+from tracer_core.methods.wiseft import wise_ft_interpolate
 from tracer_core.models import build_model
 from tracer_core.training import Hooks, run
 from tracer_core.training.evaluate import evaluate_model
@@ -127,7 +129,7 @@ def test_lpft_switches_from_probe_to_full_finetuning():
         parts.optimizer.zero_grad(set_to_none=True)
         total_loss(out.terms).backward()
         assert (conv.grad is not None) == tower_grad and parts.method.head.weight.grad is not None
-        assert out.stats["lp_stage"] == float(not tower_grad)
+        assert out.stats[("lp_stage", "")] == float(not tower_grad)
 
 
 # -- WiSE-FT: exact endpoints, the method's finalize, the curve ----------------------------------

@@ -6,7 +6,8 @@ from tracer_core.config import load_preset
 from tracer_core.data import load_dataset
 from tracer_core.models import build_model
 from tracer_core.models.zeroshot import class_text_embeddings
-from tracer_core.training.robustness import fgsm, pgd, robustness_eval, zero_shot_logits_fn
+from tracer_core.analysis.attacks import fgsm, pgd, robustness_eval
+from tracer_core.analysis.zeroshot import zero_shot_logits_fn
 
 
 @pytest.fixture(scope="module")

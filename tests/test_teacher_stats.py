@@ -14,20 +14,20 @@ from tracer_core.metrics.teacher_stats import entropy_rows, prediction_diversity
 def test_kl_of_identical_logits_is_zero_and_agreement_one():
     z = torch.randn(32, 32)
     s = teacher_student_stats(z, z)
-    assert abs(s["teacher_student_kl_combined"]) < 1e-6
-    assert s["teacher_student_agreement_combined"] == 1.0
-    assert s["teacher_student_top5_alignment_img"] == 1.0
-    assert s["teacher_student_accuracy_diff_combined"] == 0.0
-    assert "teacher_student_top5_alignment_combined" not in s
+    assert abs(s[("teacher_student_kl", "combined")]) < 1e-6
+    assert s[("teacher_student_agreement", "combined")] == 1.0
+    assert s[("teacher_student_top5_alignment", "img")] == 1.0
+    assert s[("teacher_student_accuracy_diff", "combined")] == 0.0
+    assert ("teacher_student_top5_alignment", "combined") not in s
 
 
 def test_entropy_of_uniform_rows_is_log_b():
     b = 24
     s = teacher_student_stats(torch.zeros(b, b), torch.randn(b, b))
-    assert s["teacher_avg_entropy_combined"] == pytest.approx(math.log(b), rel=1e-5)
-    assert s["teacher_effective_temperature_img"] == pytest.approx(1.0, rel=1e-5)
-    assert s["teacher_avg_confidence_img"] == pytest.approx(1.0 / b, rel=1e-5)
-    assert s["teacher_gt_prob_text"] == pytest.approx(1.0 / b, rel=1e-5)
+    assert s[("teacher_avg_entropy", "combined")] == pytest.approx(math.log(b), rel=1e-5)
+    assert s[("teacher_effective_temperature", "img")] == pytest.approx(1.0, rel=1e-5)
+    assert s[("teacher_avg_confidence", "img")] == pytest.approx(1.0 / b, rel=1e-5)
+    assert s[("teacher_gt_prob", "text")] == pytest.approx(1.0 / b, rel=1e-5)
 
 
 def test_kl_matches_torch_reference_both_directions():
@@ -37,16 +37,16 @@ def test_kl_matches_torch_reference_both_directions():
     for d, (a, b) in {"img": (zt, zs), "text": (zt.t(), zs.t())}.items():
         p, q = F.softmax(a, -1), F.softmax(b, -1)
         ref = (p * (p.log() - (q + 1e-8).log())).sum(-1).mean()
-        assert s[f"teacher_student_kl_{d}"] == pytest.approx(ref.item(), rel=1e-5)
-    assert s["teacher_student_kl_combined"] == pytest.approx(
-        0.5 * (s["teacher_student_kl_img"] + s["teacher_student_kl_text"]))
+        assert s[("teacher_student_kl", d)] == pytest.approx(ref.item(), rel=1e-5)
+    assert s[("teacher_student_kl", "combined")] == pytest.approx(
+        0.5 * (s[("teacher_student_kl", "img")] + s[("teacher_student_kl", "text")]))
 
 
 def test_accuracy_uses_the_diagonal():
     z = torch.full((4, 4), -10.0)
     z[torch.arange(4), torch.tensor([0, 1, 3, 2])] = 10.0       # rows 2 and 3 wrong
     s = teacher_student_stats(z, z)
-    assert s["teacher_accuracy_img"] == 0.5
+    assert s[("teacher_accuracy", "img")] == 0.5
 
 
 def test_diversity_and_topk_hand_cases():

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-PRESET_DIR = Path(__file__).parent / "configs"
+from .methods import method_names
+from .teachers import teacher_kinds
 
-TEACHER_KINDS = ("none", "frozen", "ema", "wma")
-METHODS = ("zeroshot", "ft", "lp", "lpft", "flyp", "l2sp", "carot", "tracer", "ft2b", "grace", "wiseft")
+PRESET_DIR = Path(__file__).parent / "configs"
+TEACHER_KINDS, METHODS = teacher_kinds(), method_names()     # from the (torch-free) registries, never a hand list
 # FT2B's simulated-OOD operations (methods/simulated_ood.py). The defaults avoid the evaluation shift
 # families (noise, blur, jpeg, elastic, contrast, colour) on purpose: peer_methods.md A.3 leakage warning.
 FT2B_OPS = ("affine", "posterize", "solarize", "invert", "colour", "noise", "blur")

@@ -1,6 +1,6 @@
-"""Method registry: every fine-tuning strategy is one module with the ``Method`` interface.
+"""Method registry: every fine-tuning strategy is one module with the ``Method`` interface (methods/base.py).
 
-    zeroshot  (here)              evaluation only
+    zeroshot  base.py             evaluation only
     ft        classification.py   CE, image tower + zero-shot-initialised head
     lp, lpft  linear_probe.py     head only; head only then FT
     flyp, carot, tracer           contrastive.py (one objective, different weights and teachers)
@@ -8,53 +8,58 @@
     wiseft    wiseft.py           FT, then theta = (1 - alpha) theta_0 + alpha theta_ft
     ft2b      ft2b.py             FT + function-space KL to theta_0 on simulated OOD + consistency (RECON)
     grace     grace.py            LoRA + PGD + low-rank AWP + Gram-volume alignment
+
+``REGISTRY`` names each method's class ("module:Class") and its display label. This module imports no torch:
+``config.METHODS`` is read from it, and the classes load when :func:`create_method` builds one.
 """
 from __future__ import annotations
 
-from .base import Batch, Method, MethodContext, StepOutput
-from .classification import CEMethod
-from .contrastive import ContrastiveMethod
-from .ft2b import FT2BMethod
-from .grace import GRACEMethod
-from .l2sp import L2SPMethod
-from .linear_probe import LPFTMethod, LPMethod
-from .wiseft import WiSEFTMethod, curve_summary, wise_curve, wise_ft_interpolate
+import importlib
+from dataclasses import dataclass
 
 
-class ZeroShotMethod(Method):
-    """Evaluation only: the pretrained model with the class-prompt head."""
-    name = "zeroshot"
-    trains = False
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    label: str        # how strategy names, tables and legends spell the method
+    target: str       # "module:Class" inside this package
 
 
-_REGISTRY: dict[str, type[Method]] = {
-    "zeroshot": ZeroShotMethod,
-    "ft": CEMethod,
-    "lp": LPMethod,
-    "lpft": LPFTMethod,
-    "flyp": ContrastiveMethod,
-    "l2sp": L2SPMethod,
-    "wiseft": WiSEFTMethod,
-    "carot": ContrastiveMethod,
-    "tracer": ContrastiveMethod,
-    "ft2b": FT2BMethod,
-    "grace": GRACEMethod,
-}
+REGISTRY: dict[str, MethodInfo] = {m.name: m for m in (
+    MethodInfo("zeroshot", "Zero-shot", ".base:ZeroShotMethod"),
+    MethodInfo("ft", "FT", ".classification:CEMethod"),
+    MethodInfo("lp", "LP", ".linear_probe:LPMethod"),
+    MethodInfo("lpft", "LP-FT", ".linear_probe:LPFTMethod"),
+    MethodInfo("flyp", "FLYP", ".contrastive:ContrastiveMethod"),
+    MethodInfo("l2sp", "L2-SP", ".l2sp:L2SPMethod"),
+    MethodInfo("carot", "CaRot", ".contrastive:ContrastiveMethod"),
+    MethodInfo("tracer", "TRACER", ".contrastive:ContrastiveMethod"),
+    MethodInfo("ft2b", "FT2B", ".ft2b:FT2BMethod"),
+    MethodInfo("grace", "GRACE", ".grace:GRACEMethod"),
+    MethodInfo("wiseft", "WiSE-FT", ".wiseft:WiSEFTMethod"),
+)}
+
+
+def method_names() -> tuple[str, ...]:
+    """Every value ``method`` accepts, in registry order (the launch form's order)."""
+    return tuple(REGISTRY)
 
 
 def list_methods() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(REGISTRY)
 
 
-def register_method(name: str, cls: type[Method]) -> None:
-    _REGISTRY[name] = cls
+def method_class(name: str):
+    """The Method subclass registered as ``name`` (imports its module, hence torch)."""
+    if name not in REGISTRY:
+        raise ValueError(f"method {name!r} is not implemented yet; available: {', '.join(list_methods())}")
+    module, cls = REGISTRY[name].target.split(":")
+    return getattr(importlib.import_module(module, __name__), cls)
 
 
-def create_method(cfg, student, ctx: MethodContext) -> Method:
-    if cfg.method not in _REGISTRY:
-        raise ValueError(f"method {cfg.method!r} is not implemented yet; available: {', '.join(list_methods())}")
-    return _REGISTRY[cfg.method](cfg, student, ctx)
+def create_method(cfg, student, ctx):
+    """RunConfig + student + MethodContext -> the run's Method."""
+    return method_class(cfg.method)(cfg, student, ctx)
 
 
-__all__ = ["Batch", "Method", "MethodContext", "StepOutput", "create_method", "curve_summary", "list_methods",
-           "register_method", "wise_curve", "wise_ft_interpolate"]
+__all__ = ["REGISTRY", "MethodInfo", "create_method", "list_methods", "method_class", "method_names"]

@@ -25,7 +25,8 @@ class Batch:
 @dataclass
 class StepOutput:
     terms: dict[str, torch.Tensor]                          # total = sum of "*_loss" keys
-    stats: dict[str, float] = field(default_factory=dict)   # logged per step (teacher statistics, ...)
+    # logged per step as (name, context) -> value, e.g. ("teacher_student_kl", "img"), ("train_accuracy", "")
+    stats: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,3 +84,9 @@ class Method:
     def load_state_dict(self, state: dict) -> None:
         for i, m in enumerate(self.extra_modules()):
             m.load_state_dict(state[f"extra{i}"])
+
+
+class ZeroShotMethod(Method):
+    """Evaluation only: the pretrained model with the class-prompt head."""
+    name = "zeroshot"
+    trains = False

@@ -33,7 +33,7 @@ class CEMethod(Method):
         logits = self.head(self.student.encode_image(batch.images))            # (B, C)
         terms = {"ce_loss": classification_loss(logits, batch.labels, self.cfg.loss.label_smoothing)}
         with torch.no_grad():
-            stats = {"train_accuracy": float((logits.argmax(-1) == batch.labels).float().mean())}
+            stats = {("train_accuracy", ""): float((logits.argmax(-1) == batch.labels).float().mean())}
         return StepOutput(terms, stats)
 
     def classifier_head(self, classnames: list[str]):

@@ -24,7 +24,7 @@ class ContrastiveMethod(Method):
         terms: dict[str, torch.Tensor] = {
             "clip_loss": clip_contrastive_loss(f_s, g_s, s_s, lc.label_smoothing)}
         terms.update(self._regularizers())
-        stats: dict[str, float] = {}
+        stats: dict[tuple[str, str], float] = {}
         if teacher is not None and step > 0:
             with torch.no_grad():
                 f_t, g_t, s_t = teacher(batch.images, batch.tokens)
@@ -35,7 +35,7 @@ class ContrastiveMethod(Method):
             stats = teacher_student_stats(z_t.detach(), z_s.detach())
             if lc.distill_temperature != 1:      # §5.1: also on the tempered teacher Z_T / tau_d (prefix post_temp_)
                 tempered = teacher_student_stats(z_t.detach() / lc.distill_temperature, z_s.detach())
-                stats.update({f"post_temp_{k}": v for k, v in tempered.items()})
+                stats.update({(f"post_temp_{n}", c): v for (n, c), v in tempered.items()})
             if lc.lambda_sd > 0:
                 terms.update(self._distill(z_t, z_s, (f_s, g_s, s_s), (f_t, g_t, s_t)))
         return StepOutput(terms, stats)

@@ -67,6 +67,6 @@ class FT2BMethod(CEMethod):
                  "fsr_loss": mp.ft2b_lambda_f * fsr, "consistency_loss": mp.ft2b_lambda_c * cons,
                  "fsr": fsr.detach(), "consistency": cons.detach()}
         with torch.no_grad():
-            stats = {"train_accuracy": float((z.argmax(-1) == batch.labels).float().mean()),
-                     "sim_accuracy": float((z_sim.argmax(-1) == batch.labels).float().mean())}
+            stats = {("train_accuracy", ""): float((z.argmax(-1) == batch.labels).float().mean()),
+                     ("sim_accuracy", ""): float((z_sim.argmax(-1) == batch.labels).float().mean())}
         return StepOutput(terms, stats)

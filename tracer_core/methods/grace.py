@@ -116,9 +116,9 @@ class GRACEMethod(CEMethod):
                  "lar_awp_loss": mp.grace_lambda_lar * lar, "gram_volume_loss": mp.grace_lambda_gv * gv,
                  "lar_awp": lar.detach(), "gram_volume": gv.detach()}
         with torch.no_grad():
-            stats = {"train_accuracy": float((z_id.argmax(-1) == y).float().mean()),
-                     "adv_accuracy": float((self.head(f_adv).argmax(-1) == y).float().mean()),
-                     "awp_rank_mean": sum(self.ranks) / len(self.ranks)}
+            stats = {("train_accuracy", ""): float((z_id.argmax(-1) == y).float().mean()),
+                     ("adv_accuracy", ""): float((self.head(f_adv).argmax(-1) == y).float().mean()),
+                     ("awp_rank_mean", ""): sum(self.ranks) / len(self.ranks)}
         return StepOutput(terms, stats)
 
     @torch.no_grad()

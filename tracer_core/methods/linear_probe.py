@@ -59,7 +59,7 @@ class LPFTMethod(CEMethod):
 
     def step(self, batch: Batch, step: int, teacher) -> StepOutput:
         out = _ce_step(self, batch, probe=self.in_probe_stage(step))
-        out.stats["lp_stage"] = float(self.in_probe_stage(step))
+        out.stats[("lp_stage", "")] = float(self.in_probe_stage(step))
         return out
 
 
@@ -70,5 +70,5 @@ def _ce_step(method: CEMethod, batch: Batch, probe: bool) -> StepOutput:
     logits = method.head(feats)                                            # (B, C)
     terms = {"ce_loss": classification_loss(logits, batch.labels, method.cfg.loss.label_smoothing)}
     with torch.no_grad():
-        stats = {"train_accuracy": float((logits.argmax(-1) == batch.labels).float().mean())}
+        stats = {("train_accuracy", ""): float((logits.argmax(-1) == batch.labels).float().mean())}
     return StepOutput(terms, stats)

@@ -7,7 +7,6 @@ import importlib
 
 _LAZY = {
     "teacher_student_stats": ".teacher_stats",
-    "split_stat_key": ".teacher_stats",
     "entropy_rows": ".teacher_stats",
     "kl_rows_batchmean": ".teacher_stats",
     "summarize": ".summaries",

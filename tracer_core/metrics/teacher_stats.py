@@ -70,12 +70,12 @@ def _direction(z_t: torch.Tensor, z_s: torch.Tensor) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def teacher_student_stats(teacher_logits: torch.Tensor, student_logits: torch.Tensor,
                           teacher_logits_text: torch.Tensor | None = None,
-                          student_logits_text: torch.Tensor | None = None) -> dict[str, float]:
+                          student_logits_text: torch.Tensor | None = None) -> dict[tuple[str, str], float]:
     """Spec §5.1 statistics of teacher vs student image->text logits Z (B, B).
 
     The text->image matrices default to the transposes (Z^T), which is what s G F^T equals. Returns
-    floats keyed ``<stat>_img``, ``<stat>_text`` and ``<stat>_combined`` (mean of the two; top-5
-    alignment has no combined key, as in the reference).
+    floats keyed ``(stat, context)`` with context "img", "text" and "combined" (mean of the two; top-5
+    alignment has no combined value, as in the reference): the series names and contexts the store keeps.
     """
     zt_t = teacher_logits.t() if teacher_logits_text is None else teacher_logits_text
     zs_t = student_logits.t() if student_logits_text is None else student_logits_text
@@ -86,16 +86,10 @@ def teacher_student_stats(teacher_logits: torch.Tensor, student_logits: torch.Te
     values = torch.stack([torch.as_tensor(img[k], dtype=torch.float32) for k in keys] +
                          [torch.as_tensor(txt[k], dtype=torch.float32) for k in keys]).tolist()
     v_img, v_txt = dict(zip(keys, values[:len(keys)])), dict(zip(keys, values[len(keys):]))
-    out: dict[str, float] = {}
+    out: dict[tuple[str, str], float] = {}
     for key in keys:
-        out[f"{key}_img"] = v_img[key]
-        out[f"{key}_text"] = v_txt[key]
+        out[(key, "img")] = v_img[key]
+        out[(key, "text")] = v_txt[key]
         if key != "teacher_student_top5_alignment":
-            out[f"{key}_combined"] = 0.5 * (v_img[key] + v_txt[key])
+            out[(key, "combined")] = 0.5 * (v_img[key] + v_txt[key])
     return out
-
-
-def split_stat_key(key: str) -> tuple[str, str]:
-    """'teacher_student_kl_combined' -> ('teacher_student_kl', 'combined')."""
-    name, _, context = key.rpartition("_")
-    return name, context

@@ -1,6 +1,6 @@
 """The run-store contract shared by the writer (training processes) and the reader (RunStore, charts).
 
-Torch-free, DuckDB-free and pyarrow-free: a training worker, the dashboard and ``charts.py`` all import it.
+Torch-free, DuckDB-free and pyarrow-free: a training worker, the dashboard and ``tracer_core.charts`` all import it.
 
 Two independent versions:
 
@@ -154,8 +154,6 @@ SERIES: dict[str, SeriesMeta] = {m.name: m for m in (
     SeriesMeta("lr", "Learning rate", "", None, 0.0, None, True, "optim"),
     SeriesMeta("grad_norm", "Gradient norm", "", None, 0.0, None, True, "optim"),
     SeriesMeta("logit_scale", "Logit scale", "", None, 0.0, None, False, "optim", ("",), "s = exp(l)"),
-    SeriesMeta("teacher_momentum", "Teacher momentum", "", None, 0.0, 1.0, False, "optim", ("",),
-               "EMA weight on the old teacher"),
     SeriesMeta("teacher_weight", "Teacher update weight", "", None, 0.0, 1.0, False, "optim", ("",),
                "WMA weight of the newest student in the teacher"),
     SeriesMeta("step_time", "Step time", "s", False, 0.0, None, False, "optim"),

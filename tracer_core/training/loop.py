@@ -20,7 +20,6 @@ import torch
 from ..config import RunConfig
 from ..losses import total_loss
 from ..metrics.summaries import summarize
-from ..metrics.teacher_stats import split_stat_key
 from . import distributed
 from .checkpoint import save_checkpoint
 from .evaluate import evaluate_sets
@@ -41,9 +40,7 @@ def _step_scalars(terms, stats, loss, lr, grad_norm, parts: Parts) -> dict:
         scalars[("grad_norm", "")] = float(grad_norm)
     if parts.teacher is not None:
         scalars[("teacher_weight", "")] = parts.teacher.last_weight
-    for key, value in stats.items():
-        stat = key.startswith(("teacher_", "student_", "post_temp_"))       # e.g. teacher_student_kl_img
-        scalars[split_stat_key(key) if stat else (key, "")] = value
+    scalars.update(stats)          # already (name, context), e.g. ("teacher_student_kl", "img")
     return scalars
 
 
@@ -152,8 +149,8 @@ def _run(parts: Parts, hooks: Hooks, output_dir) -> RunSummary:
             scalars[("data_wait", "")] = waited
             scalars[("skipped_images", "train")] = float(_skipped_images(parts, bad))
             hooks.on_step(step, scalars)
-            for key in stats:
-                series[split_stat_key(key)].append((step, stats[key]))
+            for key, value in stats.items():     # summarised under the same (name, context) as logged
+                series[key].append((step, value))
             if step >= 2:   # steps 0-1 pay one-off costs (lazy init, allocator); the bench reads the mean
                 for key in (("step_time", ""), ("images_per_s", ""), ("data_wait", "")):
                     series[key].append((step, scalars[key]))

@@ -12,7 +12,8 @@ import torch
 
 from ..config import RunConfig
 from ..data.runsets import check_run_data, load_run_sets
-from ..methods import MethodContext, create_method
+from ..methods import create_method
+from ..methods.base import MethodContext
 from ..models import apply_layer_freezing, build_model, count_parameters
 from ..teachers import teacher_from_config
 from . import distributed

@@ -21,7 +21,7 @@ def set_info(path: str, dataset: str) -> dict:
     return api.eval_set_info(api.load_checkpoint_models(path), dataset)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)   # bounded: maps are per image
 def maps(path: str, dataset: str, index: int, target: int, methods: tuple, ig_steps: int):
     return api.attribution_maps(api.load_checkpoint_models(path), dataset, index, target, methods, ig_steps)
 
@@ -35,7 +35,7 @@ try:
     with st.spinner("Loading the checkpoint's models…"):     # api keeps the last two loaded for every page
         cm = api.load_checkpoint_models(path)
 except (ValueError, OSError, RuntimeError) as e:
-    st.error(f"Could not load the checkpoint {path}: {e}")
+    st.error(f"Could not load the checkpoint {api.md(path)}: {api.md(e)}")
     st.stop()
 if cm.models.get("teacher") is None:
     st.caption("This run has no teacher: pretrained and student only.")
@@ -51,13 +51,13 @@ index = int(c[1].number_input(f"Image index (0–{info['n'] - 1})", 0, info["n"]
 true = info["labels"][index]
 classes = [-1] + list(range(len(info["classnames"])))
 target = c[2].selectbox("Class to explain", classes, key="attr_class",
-                        help=f"Image {index} is a “{info['classnames'][true]}”", format_func=lambda k: "the image's true label" if k < 0 else f"{k}: {info['classnames'][k]}")
+                        help=f"Image {index} is a “{api.md(info['classnames'][true])}”", format_func=lambda k: "the image's true label" if k < 0 else f"{k}: {info['classnames'][k]}")
 c = st.columns([4, 2, 2])
 methods = c[0].multiselect("Methods", list(api.ATTR_METHODS), default=list(api.ATTR_METHODS), key="attr_methods",
                            format_func=api.ATTR_METHODS.get)
 ig_steps = c[1].slider("IG steps", 4, 64, 8, key="attr_ig_steps", help="Integration points of Integrated Gradients")
 request = (path, dataset, index, true if target < 0 else int(target), tuple(methods), int(ig_steps))
-if c[2].button("Compute attributions", type="primary", key="attr_compute", icon=":material/insights:",
+if c[2].button("Compute attributions", type="primary", key="attr_compute", icon="💡",
                disabled=not methods):
     st.session_state["attr_request"] = request
 
@@ -68,7 +68,7 @@ try:
     with st.spinner("Computing attributions for each model…"):
         result = maps(*request)
 except (ValueError, RuntimeError) as e:
-    st.error(f"Could not compute the attributions: {e}")
+    st.error(f"Could not compute the attributions: {api.md(e)}")
     st.stop()
 st.plotly_chart(charts.attribution_figure(result), key="attr_figure", width="stretch")
 st.caption("Heat = |attribution|, min-max normalised per map (captum's absolute-value view). Integrated Gradients: "

@@ -37,7 +37,7 @@ def view(total, at_step, beta, wma_every, ema_every, m_start, m_end, m_warmup):
 try:
     kv = view(total, at_step, beta, wma_every, ema_every, m_start, m_end, m_warmup)
 except api.ConfigError as e:
-    st.error(f"Invalid settings: {e}")
+    st.error(f"Invalid settings: {api.md(e)}")
     st.stop()
 
 st.plotly_chart(charts.kernel_weights_figure(kv.weights, at_step, log_y=log_y), key="k_weights", width="stretch")

@@ -15,12 +15,12 @@ if runs.empty:
     st.stop()
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
 def attacks(path: str, dataset: str, eps: float, steps: int, n: int):
     return api.robustness_table(api.load_checkpoint_models(path), dataset, eps, steps, n)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=8, ttl=3600, show_spinner=False)
 def wise(path: str, id_set: str, ood_sets: tuple, n_alphas: int, n: int):
     return api.wise_curve_frame(api.load_checkpoint_models(path), id_set, list(ood_sets), [i / (n_alphas - 1) for i in range(n_alphas)], n)
 
@@ -37,7 +37,7 @@ try:
     with st.spinner("Loading the checkpoint's models…"):     # api keeps the last two loaded for every page
         cm = api.load_checkpoint_models(path)
 except (ValueError, OSError, RuntimeError) as e:
-    st.error(f"Could not load the checkpoint {path}: {e}")
+    st.error(f"Could not load the checkpoint {api.md(path)}: {api.md(e)}")
     st.stop()
 if cm.models.get("teacher") is None:
     st.caption("This run has no teacher: pretrained and student only.")
@@ -50,14 +50,14 @@ eps255 = c[1].slider("ε (in 1/255 of the pixel range)", 0.0, 16.0, 4.0, 0.5, ke
 steps = int(c[2].number_input("PGD steps", 1, 50, 5, key="rob_steps", help="Step size 2.5·ε / steps (Madry)"))
 n = int(c[3].number_input("Images", 8, 2000, 128, step=8, key="rob_n", help="First images of the eval set"))
 request = (path, dataset, eps255 / 255, steps, n)
-if c[4].button("Run attacks", type="primary", key="rob_compute", icon=":material/shield:"):
+if c[4].button("Run attacks", type="primary", key="rob_compute", icon="🛡️"):
     st.session_state["rob_request"] = request
 if st.session_state.get("rob_request") == request:
     try:
         with st.spinner("Attacking each model…"):
             table = attacks(*request)
     except (ValueError, RuntimeError) as e:
-        st.error(f"Could not run the attacks: {e}")
+        st.error(f"Could not run the attacks: {api.md(e)}")
     else:
         st.plotly_chart(charts.robustness_figure(table, dataset, steps), key="rob_figure", width="stretch")
         show = table.pivot(index="model", columns="attack", values="accuracy").reindex(
@@ -80,7 +80,7 @@ ood_sets = c[1].multiselect("OOD sets", ood, key="rob_ood")
 n_alphas = int(c[2].number_input("α values", 3, 21, 11, key="rob_alphas", help="Evenly spaced from 0 to 1"))
 wise_n = int(c[3].number_input("Images per set", 16, 2000, 256, step=16, key="rob_wise_n"))
 wise_request = (path, id_set, tuple(ood_sets), n_alphas, wise_n)
-if c[4].button("Compute curve", type="primary", key="rob_wise_compute", icon=":material/timeline:"):
+if c[4].button("Compute curve", type="primary", key="rob_wise_compute", icon="📉"):
     st.session_state["rob_wise_request"] = wise_request
 if not ood:
     st.caption("This run has only one eval set: the curve shows ID accuracy against α (no OOD axis).")
@@ -89,7 +89,7 @@ if st.session_state.get("rob_wise_request") == wise_request:
         with st.spinner("Evaluating θ_α for each α…"):
             summary, rows = wise(*wise_request)
     except (ValueError, RuntimeError) as e:
-        st.error(f"Could not compute the WiSE-FT curve: {e}")
+        st.error(f"Could not compute the WiSE-FT curve: {api.md(e)}")
     else:
         if ood_sets:
             st.plotly_chart(charts.wise_figure(summary, id_set, ood_sets), key="rob_wise", width="stretch")

@@ -11,21 +11,16 @@ So robust accuracy <= clean accuracy always, and with eps = 0 the two are equal 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..models.zeroshot import class_text_embeddings
+from .zeroshot import zero_shot_logits_fn
 
 DEFAULT_EPS = 4 / 255
 ATTACKS = ("fgsm", "pgd")
-
-
-def zero_shot_logits_fn(model: torch.nn.Module, class_emb: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """images (N, 3, H, W) in [0, 1] -> logits (N, C)."""
-    emb, scale = class_emb.detach(), model.logit_scale.detach()
-    return lambda x: scale * model.encode_image(x) @ emb.t()
 
 
 def _input_grad(logits_fn, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

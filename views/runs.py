@@ -10,6 +10,11 @@ every = api.runs_table(svc, with_results=False)
 if every.empty:
     st.info("No runs in this data folder yet. Start the demo on **Home** or queue runs on **Launch**.")
     st.stop()
+broken = every[every["status"] == "incompatible"]
+if not broken.empty:     # unreadable folders (e.g. a garbled config.json) stay listed so they can be deleted
+    st.warning(f"{len(broken)} run folder(s) cannot be read and are listed as *incompatible*: "
+               + api.md("; ".join(f"{r}: {e or 'unreadable'}" for r, e in zip(broken["run_id"], broken["error"])))
+               + ". Fix the file by hand or select the run below and delete it.")
 
 c = st.columns([2, 2, 2, 2, 3])
 status = c[0].multiselect("Status", sorted(every["status"].dropna().unique()), key="runs_status")
@@ -55,13 +60,13 @@ if not selected:
     st.stop()
 
 a = st.columns(4)
-if a[0].button("Open in live view", key="runs_open", icon=":material/monitoring:"):
+if a[0].button("Open in live view", key="runs_open", icon="📈"):
     st.session_state["dynamics_runs"] = selected
-    st.switch_page("pages/dynamics.py")
-if a[1].button("Cancel", key="runs_cancel", icon=":material/stop_circle:", help="Stops queued or running runs after their current step"):
+    st.switch_page("views/dynamics.py")
+if a[1].button("Cancel", key="runs_cancel", icon="⏹️", help="Stops queued or running runs after their current step"):
     done = [r for r in selected if api.cancel_run(svc, r)]
     st.toast(f"Cancel requested for {len(done)} run(s)" if done else "None of the selected runs is live")
-with a[2].popover("Rename / tag", icon=":material/edit:"):
+with a[2].popover("Rename / tag", icon="✏️"):
     target = st.selectbox("Run", selected, format_func=labels.get, key="runs_edit_target")
     new_name = st.text_input("New name", key="runs_new_name")
     new_tags = st.text_input("Tags (comma-separated, replaces)", key="runs_new_tags")
@@ -72,10 +77,10 @@ with a[2].popover("Rename / tag", icon=":material/edit:"):
             if new_tags.strip():
                 api.set_tags(svc, target, new_tags)
         except api.StoreError as e:
-            st.error(str(e))
+            st.error(api.md(e))
         else:
             st.rerun()
-with a[3].popover("Delete", icon=":material/delete:"):
+with a[3].popover("Delete", icon="🗑️"):
     st.write(f"Delete {len(selected)} run folder(s) and their data? This cannot be undone.")
     if st.button("Delete for good", key="runs_delete", type="primary"):
         errors = []
@@ -86,7 +91,7 @@ with a[3].popover("Delete", icon=":material/delete:"):
                 errors.append(str(e))
         st.session_state.pop("runs_selected", None)
         if errors:
-            st.error("; ".join(errors))
+            st.error(api.md("; ".join(errors)))
         else:
             st.rerun()
 
@@ -97,7 +102,7 @@ else:
     try:
         diff = api.config_diff(svc, selected)
     except api.StoreError as e:
-        st.error(str(e))
+        st.error(api.md(e))
     else:
         if diff.empty:
             st.info("These runs have identical configs.")
@@ -116,10 +121,10 @@ st.caption("Only the keys that differ from the run's preset are listed; the run 
 st.subheader("Export")
 e = st.columns(3)
 e[0].download_button("CSV (zip)", lambda: api.export_zip(svc, selected, "csv"), file_name="tracer_runs_csv.zip",
-                     mime="application/zip", key="runs_csv", on_click="ignore", icon=":material/download:")
+                     mime="application/zip", key="runs_csv", on_click="ignore", icon="⬇️")
 e[1].download_button("Parquet (zip)", lambda: api.export_zip(svc, selected, "parquet"),
                      file_name="tracer_runs_parquet.zip", mime="application/zip", key="runs_parquet",
-                     on_click="ignore", icon=":material/download:")
+                     on_click="ignore", icon="⬇️")
 e[2].download_button("HTML report", lambda: api.html_report(svc, selected), file_name="tracer_report.html",
-                     mime="text/html", key="runs_report", on_click="ignore", icon=":material/description:",
+                     mime="text/html", key="runs_report", on_click="ignore", icon="📄",
                      help="Self-contained: charts (plotly inlined), summary table and config diff")

@@ -12,7 +12,7 @@ runs = api.runs_table(svc, with_results=False)
 if runs.empty:
     st.info("No runs yet. Start the one-click demo on **Home** or queue a run on **Launch**; "
             "its curves appear here while it trains.")
-    st.page_link("pages/home.py", label="Go to the demo", icon=":material/home:")
+    st.page_link("views/home.py", label="Go to the demo", icon="🏠")
     st.stop()
 
 labels = api.run_choices(runs, with_status=True)
@@ -57,11 +57,11 @@ def progress_ui(live) -> None:
             eta = f", about {r['eta_s']:.0f} s left" if pd.notna(r["eta_s"]) else ""
             done = 0 if pd.isna(r["steps_done"]) else int(r["steps_done"])
             st.progress(0.0 if pd.isna(r["progress"]) else float(r["progress"]),
-                        text=f"{r['label']}: step {done} / {int(r['total'] or 0)}{eta}")
+                        text=f"{api.md(r['label'])}: step {done} / {int(r['total'] or 0)}{eta}")
         elif r["status"] == "queued":
-            st.progress(0.0, text=f"{r['label']}: queued")
+            st.progress(0.0, text=f"{api.md(r['label'])}: queued")
         elif r["status"] in ("failed", "interrupted"):
-            st.warning(f"{r['label']} {r['status']}: {r['error'] or 'no message'}")
+            st.warning(f"{api.md(r['label'])} {r['status']}: {api.md(r['error'] or 'no message')}")
 
 
 def panel_ui(frames, name, ctx) -> None:
@@ -73,9 +73,11 @@ def panel_ui(frames, name, ctx) -> None:
                             key=f"dyn_chart_band_{name}", width="stretch")
             return
     if frame.empty:
-        teacherless = name.startswith("teacher") and not runs[runs["run_id"].isin(selected)]["teacher"].isin(
-            ["ema", "wma", "frozen"]).any()
-        msg = "needs a run with a teacher (EMA, WMA or frozen)." if teacherless else "no points logged yet."
+        teacherless = name.startswith("teacher") and not api.has_teacher(
+            runs.loc[runs["run_id"].isin(selected), "teacher"]).any()
+        kinds = [api.TEACHER_LABELS[k] for k in api.TEACHER_KINDS if k != "none"]
+        msg = (f"needs a run with a teacher ({', '.join(kinds[:-1])} or {kinds[-1]})." if teacherless
+               else "no points logged yet.")
         st.info(f"**{charts.series_label(name, ctx)}**: {msg}")
         return
     st.plotly_chart(charts.series_figure(frame, name, ctx, smoothing=smoothing, log_y=log_y or None),
@@ -110,7 +112,7 @@ def live_view() -> None:
         if finished or (waiting and (live["steps_done"].fillna(0) > 0).any()):
             st.rerun(scope="app")   # auto-refresh off when finished; back to every 2 s once points arrive
     except Exception as e:  # a fragment rerun bypasses app.py's guard: a message, never a traceback
-        st.error(f"Could not draw the runs: {type(e).__name__}: {e}")
+        st.error(f"Could not draw the runs: {type(e).__name__}: {api.md(e)}")
 
 
 live_view()

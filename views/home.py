@@ -20,14 +20,14 @@ with left:
     st.write("One click queues three short fine-tunes of the embedded tiny CLIP on handwritten digits — "
              "**TRACER with an EMA teacher**, **TRACER with a WMA teacher** and **plain FT** — and opens the live "
              "view. Runs execute one after another (teacher runs first), so the first curve appears within seconds.")
-    if st.button("Run the EMA vs WMA demo", type="primary", key="demo_button", icon=":material/play_arrow:"):
+    if st.button("Run the EMA vs WMA demo", type="primary", key="demo_button", icon="▶️"):
         try:
             ids = api.start_demo(svc, st.session_state["client_token"])
         except (api.ConfigError, api.StoreError, OSError) as e:
-            st.error(f"Could not start the demo: {e}")
+            st.error(f"Could not start the demo: {api.md(e)}")
         else:
             st.session_state["dynamics_runs"] = ids
-            st.switch_page("pages/dynamics.py")
+            st.switch_page("views/dynamics.py")
     with st.expander("What the demo runs"):
         demo = api.presets()
         st.dataframe(demo[demo["preset"].isin(api.DEMO_PRESETS)], hide_index=True, width="stretch")
@@ -53,7 +53,7 @@ with right:
 st.divider()
 st.subheader("Pages")
 cols = st.columns(4)
-cols[0].page_link("pages/launch.py", label="Launch a run or sweep", icon=":material/rocket_launch:")
-cols[1].page_link("pages/dynamics.py", label="Watch training dynamics", icon=":material/monitoring:")
-cols[2].page_link("pages/kernel.py", label="Explore teacher kernels", icon=":material/functions:")
-cols[3].page_link("pages/runs.py", label="Manage and export runs", icon=":material/table_view:")
+cols[0].page_link("views/launch.py", label="Launch a run or sweep", icon="🚀")
+cols[1].page_link("views/dynamics.py", label="Watch training dynamics", icon="📈")
+cols[2].page_link("views/kernel.py", label="Explore teacher kernels", icon="🧮")
+cols[3].page_link("views/runs.py", label="Manage and export runs", icon="📋")

@@ -46,11 +46,11 @@ st.plotly_chart(charts.reliability_figure(rel, dataset), key="cal_reliability", 
 st.caption("Each point is one confidence bin at (mean confidence, accuracy); marker size grows with the bin's share "
            "of images. Below the diagonal: overconfident. The confidence = 1.0 bin is folded into [0.9, 1.0].")
 if teacher and not rel.empty:
-    has_teacher = runs.set_index("run_id").loc[selected, "teacher"].isin(["ema", "wma", "frozen"])
+    has_teacher = api.has_teacher(runs.set_index("run_id").loc[selected, "teacher"])
     shown = set(rel.loc[rel["model"] == "teacher", "run_id"])
     missing = [labels[r] for r in has_teacher[has_teacher].index if r not in shown]
     if missing:
-        st.caption(f"No teacher bins at this step for {', '.join(missing)}: move the slider to the final step.")
+        st.caption(f"No teacher bins at this step for {api.md(', '.join(missing))}: move the slider to the final step.")
 st.plotly_chart(charts.confidence_histogram_figure(rel, dataset), key="cal_hist", width="stretch")
 
 st.subheader("Calibration metrics")

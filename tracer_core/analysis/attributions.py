@@ -10,37 +10,24 @@ Grad-CAM on a ViT block goes through :class:`GradCamTap`, which reshapes the blo
 (N, C, h, w) map *inside the graph* so that captum's LayerGradCam averages over space, not over tokens.
 With CLS pooling the *last* block's patch tokens never reach the output: its Grad-CAM is exactly zero
 (the default block is therefore the penultimate one, ``layer=-2``).
-
-Also here: loading the pretrained / student / teacher models of a run checkpoint. No streamlit.
 """
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models.zeroshot import class_text_embeddings
+from ..models.zeroshot import class_text_embeddings
+from .zeroshot import zero_shot_logits_fn
 
 METHODS = ("integrated_gradients", "saliency", "occlusion", "gradcam")
 _ALIASES = {"ig": "integrated_gradients", "integrated_gradients": "integrated_gradients",
             "saliency": "saliency", "occlusion": "occlusion", "gradcam": "gradcam", "grad_cam": "gradcam",
             "grad-cam": "gradcam"}
-
-
-def similarity_forward(model: nn.Module, class_emb: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """images (N, 3, H, W) in [0, 1] -> zero-shot logits (N, C) = s * normalise(E_I(x)) @ class_emb.T."""
-    scale = model.logit_scale.detach()
-    emb = class_emb.detach()
-
-    def fwd(images: torch.Tensor) -> torch.Tensor:
-        return scale * model.encode_image(images) @ emb.t()
-    return fwd
 
 
 class GradCamTap(nn.Module):
@@ -146,7 +133,7 @@ def attribute(model: nn.Module, tokenizer, images: torch.Tensor, classnames: Seq
             raise ValueError(f"target {target!r} out of range for {n_classes} classes")
         tgt = int(tgt) if tgt.ndim == 0 else tgt
         x = images.detach().to(device).float()
-        fwd = similarity_forward(model, class_emb)
+        fwd = zero_shot_logits_fn(model, class_emb)
         with warnings.catch_warnings():   # captum: "Input Tensor 0 did not already require gradients" (harmless)
             warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
             att = _attribute(key, fwd, model, x, tgt, layer=layer, n_steps=n_steps,
@@ -167,46 +154,3 @@ def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
 def upsample_map(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(N, h, w) -> (N, H, W) bilinear (for overlays on larger display images)."""
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-
-
-# -- models of a run checkpoint ------------------------------------------------------------------------------
-
-def _model_config(config: dict):
-    """The ModelConfig of a stored run config, ignoring keys this version does not know."""
-    from .config import ModelConfig
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    return ModelConfig(**{k: v for k, v in dict(config.get("model", {})).items() if k in names})
-
-
-def load_checkpoint_bundle(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """{"pretrained", "student", "teacher" (None without one), "tokenizer", "config" (dict), "step"}.
-
-    The three models are ClipModels in eval mode with frozen weights. "pretrained" is rebuilt from the run's
-    model section (``model.pretrained``: embedded / tag / file; a random init is re-seeded with the run's
-    ``train.seed``, exactly as the run started, without disturbing the caller's RNG).
-    """
-    from .models import build_model
-    from .training.checkpoint import load_checkpoint
-    state = load_checkpoint(path)
-    config = state["config"]
-    mcfg = _model_config(config)
-    bare = dataclasses.replace(mcfg, pretrained="none")     # architecture only; weights come from the file
-    with torch.random.fork_rng(devices=[]):                   # random inits must not move the caller's RNG
-        torch.manual_seed(int(config.get("train", {}).get("seed", 0)))
-        pretrained, tokenizer = build_model(mcfg, device)
-        student, _ = build_model(bare, device)
-        teacher = build_model(bare, device)[0] if state.get("teacher") is not None else None
-    student.clip.load_state_dict(state["student"])
-    if teacher is not None:
-        teacher.load_state_dict(state["teacher"]["module"])
-    for m in (pretrained, student, teacher):
-        if m is not None:
-            m.eval().requires_grad_(False)
-    return {"pretrained": pretrained, "student": student, "teacher": teacher, "tokenizer": tokenizer,
-            "config": config, "step": int(state.get("step", 0))}
-
-
-def load_models_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """{"pretrained", "student", "teacher"}: ClipModels of a run checkpoint (teacher None without one)."""
-    bundle = load_checkpoint_bundle(path, device)
-    return {k: bundle[k] for k in ("pretrained", "student", "teacher")}

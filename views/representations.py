@@ -19,7 +19,7 @@ if runs.empty:
 
 labels = api.run_choices(runs)
 # default: the latest EMA-teacher and WMA-teacher runs, side by side
-pick = [runs.loc[runs["teacher"] == t, "run_id"].iloc[0] for t in ("ema", "wma") if (runs["teacher"] == t).any()]
+pick = api.default_comparison(runs)
 st.session_state["rep_runs"] = api.keep_valid(st.session_state.get("rep_runs"), labels,
                                               default=pick or runs["run_id"].head(2).tolist())
 selected = st.multiselect("Runs (one panel each)", list(labels), format_func=labels.get, key="rep_runs",

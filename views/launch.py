@@ -12,12 +12,12 @@ preset = st.selectbox("Preset", presets["preset"].tolist(), key="launch_preset",
 st.caption(presets.set_index("preset").at[preset, "description"] or "No description.")
 st.info("**FT2B** and **GRACE** are reconstructions: their papers' method sections are not public, so the "
         "formulas follow our reference notes and every unknown value is a `method_params.*` setting.",
-        icon=":material/info:")
+        icon="ℹ️")
 try:
     v = api.form_values(preset)
     datasets = api.list_datasets()
 except (api.ConfigError, ImportError, OSError) as e:
-    st.error(f"Cannot read preset {preset!r}: {e}")
+    st.error(f"Cannot read preset {api.md(repr(preset))}: {api.md(e)}")
     st.stop()
 k = f"l_{preset}_"   # widget keys per preset: choosing another preset resets the form to its values
 
@@ -34,7 +34,7 @@ with st.form("launch_form"):
     c = st.columns(4)
     vals = {"method": c[0].selectbox("Method", api.METHODS, index=api.METHODS.index(v["method"]), key=k + "method"),
             "teacher": c[1].selectbox("Teacher", api.TEACHER_KINDS, index=api.TEACHER_KINDS.index(v["teacher"]),
-                                      key=k + "teacher", help="none · frozen (θ₀) · EMA · WMA (Beta kernel)")}
+                                      key=k + "teacher", help=" · ".join(f"{t}: {api.TEACHER_HELP[t]}" for t in api.TEACHER_KINDS))}
     vals["beta"] = num(c[2], "WMA β", "beta", "Beta(β, β) kernel; 0.5 is U-shaped, 1 uniform", step=0.1)
     vals["update_every"] = num(c[3], "Teacher update every (steps)", "update_every",
                                "≤ 0: the spec's default (WMA every step, EMA every 500)", step=1)
@@ -74,7 +74,7 @@ with st.form("launch_form"):
     with st.expander("Advanced: extra overrides"):
         extra = st.text_area("One key=value per line", "", key=k + "extra",
                              placeholder="optim.warmup_steps=10\ntrain.eval_every=50\ndata.path=/data/images")
-    submitted = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+    submitted = st.form_submit_button("Launch", type="primary", icon="🚀")
 
 if submitted:
     try:
@@ -83,17 +83,17 @@ if submitted:
                                     api.parse_list(lambdas, float, "λ_SD values"))
         ids = api.submit_runs(svc, configs, st.session_state["client_token"])
     except api.ConfigError as e:
-        st.error(f"Invalid settings: {e}")
+        st.error(f"Invalid settings: {api.md(e)}")
     except (api.StoreError, OSError) as e:
-        st.error(f"Could not queue the run: {e}")
+        st.error(f"Could not queue the run: {api.md(e)}")
     else:
         st.session_state["launched"] = ids
         st.success(f"Queued {len(ids)} run{'s' if len(ids) > 1 else ''}: {', '.join(ids)}")
 
 if st.session_state.get("launched"):
-    if st.button("Watch them live", key="launch_watch", icon=":material/monitoring:"):
+    if st.button("Watch them live", key="launch_watch", icon="📈"):
         st.session_state["dynamics_runs"] = st.session_state.pop("launched")
-        st.switch_page("pages/dynamics.py")
+        st.switch_page("views/dynamics.py")
 
 st.caption("Runs launched here train in a background process on this machine, one at a time. With several GPUs, "
            "start a run with `torchrun` from the command line (the **Runs** page prints the command for any run): "
