@@ -138,7 +138,7 @@ def _add_optional_commands(sub) -> None:
     except ImportError:
         pass
     from .evaluate_cli import add_eval_command
-    add_eval_command(sub)
+    add_eval_command(sub, cmd_train)
     try:
         from .pretrain import add_pretrain_command
         add_pretrain_command(sub)

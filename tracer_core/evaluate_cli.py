@@ -30,14 +30,14 @@ def eval_overrides(args) -> list[str]:
     return out + list(args.set)
 
 
-def cmd_eval(args) -> int:
-    from .cli import cmd_train
+def cmd_eval(args, cmd_train) -> int:
+    """``cmd_train`` comes from cli.py (passed in, so this module does not import its importer)."""
     train_args = argparse.Namespace(preset="zeroshot", config=None, set=eval_overrides(args), json=args.json,
                                     quiet=args.quiet, no_store=args.no_store, out=None)
     return cmd_train(train_args)
 
 
-def add_eval_command(sub) -> None:
+def add_eval_command(sub, cmd_train) -> None:
     e = sub.add_parser("eval", help="zero-shot evaluation of an open_clip model or checkpoint on declared sets "
                                     "(lands in the run store as a zeroshot run)",
                        epilog="Sets are registered or declared names (README: 'Datasets on disk').")
@@ -56,4 +56,4 @@ def add_eval_command(sub) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object with the results")
     e.add_argument("--quiet", action="store_true", help="no progress output")
     e.add_argument("--no-store", action="store_true", help="do not write the run to the run store")
-    e.set_defaults(func=cmd_eval)
+    e.set_defaults(func=lambda args: cmd_eval(args, cmd_train))

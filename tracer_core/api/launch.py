@@ -75,7 +75,7 @@ def build_config(preset: str, values: dict[str, Any], extra: str = "", tags: str
 def list_datasets() -> list[str]:
     """Registered dataset names, then those declared in the datasets file in force (data/declared.py)."""
     from tracer_core.data import list_datasets as _names
-    from tracer_core.data.declared import declared_names
+    from tracer_core.data.registry import declared_names
     return _names() + declared_names()
 
 

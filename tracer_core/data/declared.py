@@ -23,8 +23,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import imagenet
-from .registry import _error
+from .errors import data_error as _error
 
 ENV = "TRACER_DATASETS"
 KINDS = ("imagefolder", "csv")
@@ -93,7 +95,6 @@ def read_datasets_file(file: str | Path | None) -> dict[str, DeclaredSet]:
 
 
 def _entry(entry, file: Path, i: int) -> DeclaredSet:
-    from .registry import list_datasets
     where = f"datasets file {file}, entry {i}"
     if not isinstance(entry, dict):
         raise _error(f"{where}: expected an object, got {entry!r}")
@@ -104,9 +105,8 @@ def _entry(entry, file: Path, i: int) -> DeclaredSet:
                      else f"{where}: key(s) {bad_type} must be strings")
     name = entry.get("name", "")
     where = f"datasets file {file}, dataset {name!r}"
-    if not _NAME.match(name) or name in list_datasets():
-        raise _error(f"{where}: name must be letters, digits, '_', '-', '.' and not a registered dataset "
-                     f"({', '.join(list_datasets())})")
+    if not _NAME.match(name):
+        raise _error(f"{where}: name must be letters, digits, '_', '-', '.' and not a registered dataset")
     for key, ok, allowed in (("kind", entry.get("kind") in KINDS, KINDS),
                              ("family", entry.get("family", "") in ("", *imagenet.FAMILIES), imagenet.FAMILIES)):
         if not ok:
@@ -122,19 +122,6 @@ def _entry(entry, file: Path, i: int) -> DeclaredSet:
                        rel(entry.get("classnames", "")), entry.get("family", ""),
                        templates if templates in imagenet.TEMPLATE_SETS else rel(templates),
                        entry.get("description", ""))
-
-
-def find(name: str, datasets_file: str = "") -> DeclaredSet | None:
-    return read_datasets_file(resolve_file(datasets_file)).get(name)
-
-
-def declared_names(datasets_file: str = "") -> list[str]:
-    """Names declared in the file in force, for pickers (Launch page); [] when it is absent or broken (the
-    run's checks then name the problem)."""
-    try:
-        return list(read_datasets_file(resolve_file(datasets_file)))
-    except ValueError:
-        return []
 
 
 def read_templates(spec: str, owner: str) -> list[str]:
@@ -213,3 +200,46 @@ def scan(decl: DeclaredSet, split: str = "test") -> Scan:
                      f"{'/'.join(IMAGE_EXTENSIONS[:3])}... files): {', '.join(empty[:8])}")
     crop = imagenet.OBJECTNET_CROP if decl.family == "objectnet" else 0
     return Scan(paths, labels, names, root, head, crop, tuple(skipped))
+
+
+def balanced_prefix(labels: list[int], max_samples: int | None) -> list[int]:
+    """Indices of a class-interleaved prefix (rank within class, then class) of at most max_samples."""
+    if max_samples is None or max_samples >= len(labels):
+        return list(range(len(labels)))
+    lab = np.asarray(labels)
+    rank = np.zeros(len(lab), dtype=np.int64)
+    for c in np.unique(lab):
+        pos = np.flatnonzero(lab == c)
+        rank[pos] = np.arange(len(pos))
+    return np.lexsort((lab, rank))[:max_samples].tolist()
+
+
+def set_templates(decl: DeclaredSet | None, run_templates: str, default: list[str]) -> list[str]:
+    """data.templates, else the declared set's templates, else the family's openai80, else ``default``."""
+    if run_templates:
+        return read_templates(run_templates, "data.templates")
+    if decl is not None and decl.templates:
+        return read_templates(decl.templates, f"dataset {decl.name!r} templates")
+    if decl is not None and decl.family:
+        return imagenet.template_set("openai80")
+    return default
+
+
+def load_declared(decl: DeclaredSet, split: str, image_size: int, max_samples: int | None,
+                  run_templates: str = ""):
+    """Build the FileImageSet of a declared set; ``eval_head`` / ``crop_border`` ride along as attributes."""
+    from .files import FILE_TEMPLATES, FileImageSet, load_csv
+    if decl.kind == "csv":
+        ds = load_csv(decl.path, image_size, max_samples)
+        ds.name, ds.templates = decl.name, set_templates(decl, run_templates, ds.templates)
+        return ds
+    sc = scan(decl, split)
+    keep = balanced_prefix(sc.labels, max_samples)
+    skipped = f"; {len(sc.skipped)} folders outside the family skipped" if sc.skipped else ""
+    present = len(set(sc.labels))
+    ds = FileImageSet(decl.name, [sc.paths[i] for i in keep], [sc.labels[i] for i in keep], sc.classnames,
+                      set_templates(decl, run_templates, FILE_TEMPLATES), image_size,
+                      description=decl.description or f"{decl.family or 'image folder'} at {sc.root}: "
+                      f"{len(keep)} images, {present} of {len(sc.classnames)} classes present{skipped}")
+    ds.eval_head, ds.crop_border = sc.head, sc.crop_border
+    return ds

@@ -107,7 +107,7 @@ def family_folders(family: str, root: str, set_name: str) -> tuple[list[tuple[st
     Unknown folders are an error (a wrong family or path), except for ObjectNet whose 313 folders hold
     200 classes outside the ImageNet mapping (the reference skips them too).
     """
-    from .registry import _error
+    from .errors import data_error as _error
     labels = _folder_labels(family)
     subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     unknown = [d for d in subdirs if d not in labels]

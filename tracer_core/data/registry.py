@@ -17,6 +17,8 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from .errors import data_error
+
 if TYPE_CHECKING:
     from .base import ImageSet
 
@@ -34,9 +36,7 @@ class DatasetSpec:
     declared: object = None   # the DeclaredSet of a declared name (declared.py)
 
 
-def _error(message: str) -> Exception:
-    from .base import DataError       # torch comes with it; only paid when something is wrong
-    return DataError(message)
+_error = data_error
 
 
 def _lazy(module: str, fn: str) -> Callable:
@@ -97,9 +97,31 @@ def parse_corruption(variant: list[str]) -> tuple[tuple[str, ...], tuple[int, ..
     return ((kind,) if kind else CORRUPTIONS), ((int(sev),) if sev else (1, 2, 3, 4, 5))
 
 
+def declared_sets(datasets_file: str = "") -> dict:
+    """The sets declared in the datasets file in force ({name: DeclaredSet}); a declared name may not shadow a
+    registered one (checked here, where both are known: declared.py only parses the file)."""
+    from .declared import read_datasets_file, resolve_file
+    file = resolve_file(datasets_file)
+    sets = read_datasets_file(file)
+    clash = [n for n in sets if n in _REGISTRY]
+    if clash:
+        raise _error(f"datasets file {file}: dataset name(s) {clash} are registered datasets; choose other names "
+                     f"(registered: {', '.join(_REGISTRY)})")
+    return sets
+
+
+def declared_names(datasets_file: str = "") -> list[str]:
+    """Names declared in the file in force, for pickers (Launch page); [] when it is absent or broken (the
+    run's checks then name the problem)."""
+    try:
+        return list(declared_sets(datasets_file))
+    except ValueError:
+        return []
+
+
 def _declared_spec(name: str, datasets_file: str) -> DatasetSpec | None:
-    from . import declared, imagenet
-    decl = declared.find(name, datasets_file)
+    from . import imagenet
+    decl = declared_sets(datasets_file).get(name)
     if decl is None:
         return None
     n = len(imagenet.family_classes(decl.family)[0]) if decl.family else None
@@ -116,9 +138,9 @@ def _spec(name: str, datasets_file: str = "") -> tuple[DatasetSpec, list[str]]:
         spec = _declared_spec(name, datasets_file)
         if spec is not None:
             return spec, []
-        from .declared import read_datasets_file, resolve_file
+        from .declared import resolve_file
         file = resolve_file(datasets_file)
-        known = list(_REGISTRY) + list(read_datasets_file(file))
+        known = list(_REGISTRY) + list(declared_sets(datasets_file))
         close = difflib.get_close_matches(base, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         where = f" or declared in {file}" if file else " (no datasets file: set data.datasets_file or $TRACER_DATASETS)"
@@ -157,7 +179,7 @@ def load_dataset(name: str, split: str = "test", image_size: int = 28, seed: int
     if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
         raise _error(f"dataset {name!r}: max_samples must be None or a positive int, got {max_samples!r}")
     if spec.declared is not None:
-        from .runsets import load_declared
+        from .declared import load_declared
         return load_declared(spec.declared, split, image_size, max_samples, templates)
     ds = spec.build(split, image_size, int(seed), max_samples, path, variant)
     if templates:

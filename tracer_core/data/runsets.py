@@ -10,53 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import declared, imagenet
-from .registry import _error, _spec, load_dataset
+from . import declared
+from .registry import _error, _spec, declared_sets, load_dataset
 
 FILE_KINDS = ("imagefolder", "csv")
-
-
-def balanced_prefix(labels: list[int], max_samples: int | None) -> list[int]:
-    """Indices of a class-interleaved prefix (rank within class, then class) of at most max_samples."""
-    if max_samples is None or max_samples >= len(labels):
-        return list(range(len(labels)))
-    lab = np.asarray(labels)
-    rank = np.zeros(len(lab), dtype=np.int64)
-    for c in np.unique(lab):
-        pos = np.flatnonzero(lab == c)
-        rank[pos] = np.arange(len(pos))
-    return np.lexsort((lab, rank))[:max_samples].tolist()
-
-
-def set_templates(decl: declared.DeclaredSet | None, run_templates: str, default: list[str]) -> list[str]:
-    """data.templates, else the declared set's templates, else the family's openai80, else ``default``."""
-    if run_templates:
-        return declared.read_templates(run_templates, "data.templates")
-    if decl is not None and decl.templates:
-        return declared.read_templates(decl.templates, f"dataset {decl.name!r} templates")
-    if decl is not None and decl.family:
-        return imagenet.template_set("openai80")
-    return default
-
-
-def load_declared(decl: declared.DeclaredSet, split: str, image_size: int, max_samples: int | None,
-                  run_templates: str = ""):
-    """Build the FileImageSet of a declared set; ``eval_head`` / ``crop_border`` ride along as attributes."""
-    from .files import FILE_TEMPLATES, FileImageSet, load_csv
-    if decl.kind == "csv":
-        ds = load_csv(decl.path, image_size, max_samples)
-        ds.name, ds.templates = decl.name, set_templates(decl, run_templates, ds.templates)
-        return ds
-    sc = declared.scan(decl, split)
-    keep = balanced_prefix(sc.labels, max_samples)
-    skipped = f"; {len(sc.skipped)} folders outside the family skipped" if sc.skipped else ""
-    present = len(set(sc.labels))
-    ds = FileImageSet(decl.name, [sc.paths[i] for i in keep], [sc.labels[i] for i in keep], sc.classnames,
-                      set_templates(decl, run_templates, FILE_TEMPLATES), image_size,
-                      description=decl.description or f"{decl.family or 'image folder'} at {sc.root}: "
-                      f"{len(keep)} images, {present} of {len(sc.classnames)} classes present{skipped}")
-    ds.eval_head, ds.crop_border = sc.head, sc.crop_border
-    return ds
 
 
 def _is_file_set(name: str, datasets_file: str) -> bool:
@@ -105,7 +62,7 @@ def check_run_data(dc) -> None:
     """Every problem of a DataConfig's datasets, raised (DataError naming the set/key) before a run starts."""
     if not dc.eval_sets:
         raise _error("data.eval_sets must name at least one evaluation set, got []")
-    declared.read_datasets_file(declared.resolve_file(dc.datasets_file))      # a bad file fails here
+    declared_sets(dc.datasets_file)              # a bad file (or a name shadowing a registered set) fails here
     for key, name in [("data.train_set", dc.train_set), *[("data.eval_sets", n) for n in dc.eval_sets]]:
         try:
             _spec(name, dc.datasets_file)
