@@ -3,6 +3,7 @@
     train --preset NAME [--set key=value ...] [--json]   fine-tune; runs land in the run store
           (data-parallel: torchrun --nproc_per_node=N -m tracer_core train ...; rank 0 writes)
     presets                                             list presets
+    convert-checkpoint OLD NEW                          rewrite an old pickle checkpoint in the safe format
     pretrain [...]                                      pretrain the embedded tiny CLIP (see pretrain.py)
     runs / show / export / delete                       the run store (tracer_core/store/cli.py)
 """
@@ -99,6 +100,13 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_convert_checkpoint(args) -> int:
+    from .training.checkpoint import convert_checkpoint
+    out = convert_checkpoint(args.old, args.new)
+    print(f"converted: {out} (the old file is unchanged; delete it once the new one opens)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tracer_core", description="TRACER Studio command line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -116,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="folder for checkpoints (default: the run's folder in the store)")
     t.set_defaults(func=cmd_train)
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
+    c = sub.add_parser("convert-checkpoint", help="rewrite an old (pickle) training checkpoint you trust in the "
+                       "safe safetensors format")
+    c.add_argument("old", help="the old .pt checkpoint (read with PyTorch's restricted loader, no code runs)")
+    c.add_argument("new", help="the new .safetensors file to write")
+    c.set_defaults(func=cmd_convert_checkpoint)
     _add_optional_commands(sub)
     return p
 

@@ -93,7 +93,7 @@ def _eval_point(parts: Parts, hooks: Hooks, step: int, final: bool):
 def _checkpoint(parts: Parts, output_dir, step: int, hooks: Hooks) -> str:
     if not (output_dir and parts.dist.is_main):
         return ""
-    path = save_checkpoint(Path(output_dir) / "checkpoints" / f"step_{step:06d}.pt", student=parts.student,
+    path = save_checkpoint(Path(output_dir) / "checkpoints" / f"step_{step:06d}.safetensors", student=parts.student,
                            teacher=parts.teacher, method=parts.method, optimizer=None, step=step,  # no Adam state: short runs are not resumed
                            config=parts.cfg.to_dict())
     hooks.on_checkpoint(step, str(path))
