@@ -15,6 +15,7 @@ import json
 import math
 import signal
 import sys
+from pathlib import Path
 
 from .config import ConfigError, list_presets, load_config_file, load_preset, preset_description
 
@@ -57,11 +58,28 @@ def _store_writer(cfg, args):
     return RunWriter.create(cfg)
 
 
+def _load_config(args):
+    if not args.config:
+        return load_preset(args.preset, args.set)
+    path = Path(args.config).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"--config {args.config}: " + ("is a folder; give a RunConfig JSON file" if path.is_dir()
+                                                         else "file not found"))
+    try:
+        return load_config_file(path, args.set)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"--config {args.config}: not a JSON file ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"--config {args.config}: cannot read it ({e.strerror})") from None
+
+
 def cmd_train(args) -> int:
     from .training import HookList, run
     from .training.distributed import env_world
+    from .training.preflight import preflight
 
-    cfg = load_config_file(args.config, args.set) if args.config else load_preset(args.preset, args.set)
+    cfg = _load_config(args)
+    preflight(cfg, args.out)   # bad --out, train.threads, not enough memory: refused before a run is stored
     rank = env_world()[0]      # under torchrun only rank 0 writes the store and prints (training/distributed.py)
     writer = _store_writer(cfg, args) if rank == 0 else None
     hooks = HookList([_progress_hooks(cfg.train.steps, args.json or args.quiet or rank > 0), writer])
@@ -80,7 +98,7 @@ def cmd_train(args) -> int:
         print(json.dumps(result, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
     else:
         _print_human(result)
-    return 0 if summary.status == "done" else 1
+    return 0 if status == "done" else 1      # a run whose rows could not be written is not done
 
 
 def _print_human(result: dict) -> None:

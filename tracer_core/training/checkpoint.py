@@ -38,7 +38,9 @@ def write_state(path: str | Path, state: dict) -> Path:
     """Write ``state`` (tensors + JSON-able values) atomically; a failed write leaves no ``.tmp`` behind."""
     from safetensors.torch import save_file
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.parent.is_dir():   # the run's folder was deleted while it ran: do not recreate it
+        raise FileNotFoundError(f"{path.parent.parent}: output folder is gone; checkpoint not written")
+    path.parent.mkdir(exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     tree = _split(state, "", tensors, set())
     tmp = path.with_suffix(path.suffix + ".tmp")
