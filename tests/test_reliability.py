@@ -248,3 +248,15 @@ def test_the_server_only_answers_to_localhost_names():
     server = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
     assert server["address"] == "localhost"
     assert set(server["allowedHosts"]) <= {"localhost", "127.0.0.1", "::1", "[::1]"} and server["allowedHosts"]
+
+
+def test_on_cuda_a_too_large_run_is_warned_about_not_refused(monkeypatch, caplog):
+    import torch
+
+    from tracer_core.config import load_preset
+    from tracer_core.training.preflight import check_memory
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda dev=None: (2 ** 30, 2 ** 31))   # 1 GiB free
+    cfg = load_preset("ft", ["model.name=ViT-B-16", "data.batch_size=512", "model.pretrained=none"])
+    with caplog.at_level(logging.WARNING, logger="tracer_core.training.preflight"):
+        est = check_memory(cfg, torch.device("cuda"))
+    assert est.total > 2 ** 30 and "this run may not fit on cuda" in caplog.text and "1.0 GiB free" in caplog.text
