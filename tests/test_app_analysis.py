@@ -184,7 +184,7 @@ def test_representations_heatmap_and_layer_curves_ema_vs_wma(app, seeded):
 def test_attributions_compute_overlays_for_three_models(app, seeded):
     ema = seeded[1]["tracer_ema"]
     _open(app, "views/attributions.py", attr_run=ema)
-    assert app.selectbox(key="attr_ckpt").value.endswith("step_000012.pt")
+    assert app.selectbox(key="attr_ckpt").value.endswith("step_000012.safetensors")
     assert app.selectbox(key="attr_set").options == ["synthetic", "sklearn_digits"]
     assert not app.get("plotly_chart") and any("Compute attributions" in i.value for i in app.info)
     app.number_input(key="attr_index").set_value(5)

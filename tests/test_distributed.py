@@ -70,7 +70,7 @@ def test_two_ranks_train_the_same_model_as_one_process(preset, tmp_path):
     for metric in ("accuracy", "nll", "ece", "ece_batch"):   # evaluation is sharded over the 2 ranks too
         assert two["final_eval"]["synthetic"][metric] == pytest.approx(one["final_eval"]["synthetic"][metric],
                                                                        rel=1e-3, abs=1e-4)
-    ckpt = "checkpoints/step_000006.pt"
+    ckpt = "checkpoints/step_000006.safetensors"
     parts = ["student", "teacher"] if preset == "tracer" else ["student"]
     for part in parts:
         a, b = _weights(tmp_path / "one" / ckpt, part), _weights(tmp_path / "two" / ckpt, part)

@@ -4,6 +4,7 @@
           (data-parallel: torchrun --nproc_per_node=N -m tracer_core train ...; rank 0 writes)
     eval --model M --pretrained TAG --sets a,b,...      zero-shot row on declared sets (evaluate_cli.py)
     presets                                             list presets
+    convert-checkpoint OLD NEW                          rewrite an old pickle checkpoint in the safe format
     pretrain [...]                                      pretrain the embedded tiny CLIP (see pretrain.py)
     runs / show / export / delete                       the run store (tracer_core/store/cli.py)
 """
@@ -15,6 +16,7 @@ import json
 import math
 import signal
 import sys
+from pathlib import Path
 
 from .config import ConfigError, list_presets, load_config_file, load_preset, preset_description
 
@@ -61,11 +63,28 @@ def _store_writer(cfg, args):
     return RunWriter.create(cfg)
 
 
+def _load_config(args):
+    if not args.config:
+        return load_preset(args.preset, args.set)
+    path = Path(args.config).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"--config {args.config}: " + ("is a folder; give a RunConfig JSON file" if path.is_dir()
+                                                         else "file not found"))
+    try:
+        return load_config_file(path, args.set)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"--config {args.config}: not a JSON file ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"--config {args.config}: cannot read it ({e.strerror})") from None
+
+
 def cmd_train(args) -> int:
     from .training import HookList, run
     from .training.distributed import env_world
+    from .training.preflight import preflight
 
-    cfg = load_config_file(args.config, args.set) if args.config else load_preset(args.preset, args.set)
+    cfg = _load_config(args)
+    preflight(cfg, args.out)   # bad --out, train.threads, not enough memory: refused before a run is stored
     rank = env_world()[0]      # under torchrun only rank 0 writes the store and prints (training/distributed.py)
     from .data.runsets import check_run_data
     check_run_data(cfg.data)   # bad paths / class lists / declared sets: refused before a run folder exists
@@ -87,7 +106,7 @@ def cmd_train(args) -> int:
         print(json.dumps(result, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
     else:
         _print_human(result)
-    return 0 if summary.status == "done" else 1
+    return 0 if status == "done" else 1      # a run whose rows could not be written is not done
 
 
 def _print_human(result: dict) -> None:
@@ -110,6 +129,13 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_convert_checkpoint(args) -> int:
+    from .training.checkpoint import convert_checkpoint
+    out = convert_checkpoint(args.old, args.new)
+    print(f"converted: {out} (the old file is unchanged; delete it once the new one opens)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tracer_core", description="TRACER Studio command line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -127,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="folder for checkpoints (default: the run's folder in the store)")
     t.set_defaults(func=cmd_train)
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
+    c = sub.add_parser("convert-checkpoint", help="rewrite an old (pickle) training checkpoint you trust in the "
+                       "safe safetensors format")
+    c.add_argument("old", help="the old .pt checkpoint (read with PyTorch's restricted loader, no code runs)")
+    c.add_argument("new", help="the new .safetensors file to write")
+    c.set_defaults(func=cmd_convert_checkpoint)
     _add_optional_commands(sub)
     return p
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -53,6 +54,20 @@ def _check_range(section: str, obj: Any, names: str | Sequence[str], *, ge: floa
         ok = ((ge is None or v >= ge) and (gt is None or v > gt) and (le is None or v <= le)
               and (lt is None or v < lt))
         _check(ok, f"{section}.{name} must be {rule}{why}, got {v}")
+
+
+SEED_MAX = 2**32 - 1     # numpy's and torch's seed range; a seed outside it fails only when the run seeds
+
+
+def _check_numbers(section: str, obj: Any) -> None:
+    """Every float field finite (Infinity/NaN in JSON parse, then fail only at step 1 or silently), every
+    ``seed`` field in 0..2**32-1; the message names the key."""
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, float):
+            _check(math.isfinite(v), f"{section}.{f.name} must be a finite number, got {v}")
+        if f.name == "seed":
+            _check(isinstance(v, int) and 0 <= v <= SEED_MAX, f"{section}.seed must be in [0, 2**32-1], got {v}")
 
 
 @dataclass(frozen=True)
@@ -218,6 +233,8 @@ class OptimConfig:
         _check_range("optim", self, ("beta1", "beta2"), ge=0, lt=1)
         _check_range("optim", self, "eps", gt=0)
         _check_range("optim", self, ("warmup_steps", "min_lr", "max_grad_norm"), ge=0)
+        _check_range("optim", self, "grad_norm_multiplier", gt=0, why=" (the clip norm rises from max_grad_norm "
+                     "to max_grad_norm * grad_norm_multiplier)")
 
 
 @dataclass(frozen=True)
@@ -273,8 +290,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}")
-        for sub in (self.model, self.data, self.loss, self.teacher, self.optim, self.train, self.method_params):
-            sub.validate()
+        for section in ("model", "data", "loss", "teacher", "optim", "train", "method_params"):
+            _check_numbers(section, getattr(self, section))
+            getattr(self, section).validate()
         _check(not (self.loss.lambda_sd > 0 and self.teacher.kind == "none"),
                "loss.lambda_sd > 0 needs a teacher: set teacher.kind to frozen, ema or wma")
 

@@ -105,8 +105,11 @@ def _train(job: _Job, args: argparse.Namespace) -> int:
     try:
         if job.error is not None:
             raise job.error
-        doc = read_json(job.run_dir / schema.CONFIG_FILE) or {}
-        config = RunConfig.from_dict(doc.get("config", {}))
+        doc = read_json(job.run_dir / schema.CONFIG_FILE)
+        if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):   # deleted or garbled folder:
+            raise FileNotFoundError(f"{job.run_dir / schema.CONFIG_FILE}: missing or not a run config; "
+                                    "not training with defaults")        # never train the default config
+        config = RunConfig.from_dict(doc["config"])
         train = _load_entry(args.entry)
         _set_threads(args.threads or config.train.threads or default_threads())
         train(config, writer, output_dir=job.run_dir)

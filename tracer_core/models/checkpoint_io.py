@@ -11,15 +11,30 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or does not fit the model; the message names the file."""
 
 
+def sniff_format(path: Path) -> str:
+    """"safetensors", "torch-zip" (torch.save since 1.6), "pickle" (older torch.save / raw pickle) or "unknown",
+    from the first bytes, so a file is never handed to the wrong reader because of its name."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[:4] == b"PK\x03\x04":
+        return "torch-zip"
+    if head[:1] == b"\x80":
+        return "pickle"
+    # safetensors: u64 little-endian header length, then the JSON header
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100_000_000:
+        return "safetensors"
+    return "unknown"
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix == ".safetensors" or sniff_format(path) == "safetensors":
             from safetensors.torch import load_file
-            sd = load_file(str(path))
-        else:
+            sd = _student_of_training_checkpoint(load_file(str(path)))
+        else:   # PyTorch's restricted unpickler: tensors and plain containers only, never arbitrary code
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{path}: cannot read checkpoint, the file is corrupt or not a weights file "
@@ -39,6 +54,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 k = k[len(prefix):]
         out[k] = v
     return out
+
+
+def _student_of_training_checkpoint(sd: dict) -> dict:
+    """A training checkpoint (training/checkpoint.py) names its tensors ``student/<key>``, ``teacher/...``;
+    as ``model.pretrained`` it means the student's weights. Plain weight files pass through."""
+    student = {k[len("student/"):]: v for k, v in sd.items() if k.startswith("student/")}
+    return student or sd
 
 
 def load_state_dict_file(model: nn.Module, path: str | Path) -> None:

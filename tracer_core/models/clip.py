@@ -84,6 +84,24 @@ def _mean_std(clip: nn.Module):
     return tuple(mean), tuple(std)
 
 
+class _OpenClipBelowError(logging.Filter):
+    """Drops open_clip's own records below ERROR ("initialized randomly", "Loaded ... config"). open_clip logs
+    through the root logger, so the filter sits there; every other logger's warnings (the run store's write
+    failures among them) still show, which raising the root level to ERROR used to hide."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.pathname.startswith(_OPEN_CLIP_DIR)
+
+
+_OPEN_CLIP_DIR = str(Path(open_clip.__file__).resolve().parent)
+
+
+def _quiet_open_clip() -> None:
+    root = logging.getLogger()
+    if not any(isinstance(f, _OpenClipBelowError) for f in root.filters):
+        root.addFilter(_OpenClipBelowError())
+
+
 @contextlib.contextmanager
 def _hub_offline():
     """Make huggingface_hub use only its local cache inside the block (no HEAD requests, no retries)."""
@@ -103,7 +121,7 @@ def _create(name: str, tag: str | None, cache_dir: str) -> nn.Module:
     """open_clip.create_model with errors a user can act on. A pretrained tag is looked up in the local
     cache first (instant where the weights were downloaded before, e.g. a GPU box without a network); only
     if it is not there does open_clip try to download (set HF_HUB_OFFLINE=1 to fail at once instead)."""
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # quiet "initialized randomly"
+    _quiet_open_clip()
     if name not in open_clip.list_models():
         raise CheckpointError(f"unknown model {name!r}: use a built-in ({', '.join(BUILTIN)}) or an "
                               f"open_clip architecture (open_clip.list_models())")
@@ -151,6 +169,17 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu"):
     model = ClipModel(clip.float(), cfg.name, mean, std).to(device)
     tokenizer = open_clip.get_tokenizer(cfg.name)
     return model.train(), tokenizer
+
+
+def architecture_on_meta(name: str) -> nn.Module:
+    """The open_clip architecture ``name`` on the meta device: shapes and parameter counts, no memory, no
+    weights read (the memory estimate before a run, training/preflight.py)."""
+    _quiet_open_clip()
+    if name not in open_clip.list_models():
+        raise CheckpointError(f"unknown model {name!r}: use a built-in ({', '.join(BUILTIN)}) or an "
+                              f"open_clip architecture (open_clip.list_models())")
+    with torch.device("meta"):
+        return open_clip.create_model(name, pretrained=None, device="meta")
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -76,6 +76,11 @@ def cmd_export(args) -> int:
 
 
 def cmd_delete(args) -> int:
+    empty = [r for r in args.runs if not r.strip()]
+    if empty or not args.runs:   # "" would match every run id as a prefix
+        print('error: give the run ids (or unique prefixes) to delete; an empty id ("") matches nothing',
+              file=sys.stderr)
+        return 2
     with _store(args) as store:
         ids = [store.resolve(r) for r in args.runs]
         if not args.yes:

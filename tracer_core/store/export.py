@@ -30,10 +30,21 @@ def export_tables(cur, run_ids: list[str], fmt: str, out: Path) -> list[Path]:
     return written
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")   # OWASP "CSV Injection": a spreadsheet runs such cells
+
+
 def _csv_safe(table: pa.Table) -> pa.Table:
-    """CSV has no list type: tags become 'a;b'."""
+    """CSV has no list type: tags become 'a;b'. Text cells that a spreadsheet would run as a formula (a run
+    named ``=HYPERLINK(...)``) get a leading ``'``, as OWASP recommends; numbers are left alone."""
     for i, field in enumerate(table.schema):
         if pa.types.is_list(field.type):
             joined = [";".join(v) if v else "" for v in table.column(i).to_pylist()]
             table = table.set_column(i, field.name, pa.array(joined, pa.string()))
+        if pa.types.is_string(table.schema.field(i).type) or pa.types.is_large_string(table.schema.field(i).type):
+            cells = [_cell(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field.name, pa.array(cells, pa.string()))
     return table
+
+
+def _cell(v: str | None) -> str | None:
+    return "'" + v if v and v.startswith(FORMULA_START) else v

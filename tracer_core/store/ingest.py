@@ -2,7 +2,8 @@
 
 Only bytes up to the last newline are consumed: a trailing partial line is either still being written or
 was torn by a killed process, and it stays unread (the offset does not move past it). A complete line that
-does not parse, or lacks a key column, is skipped and counted, never fatal.
+does not parse, lacks a key column, or holds an integer outside int64 (e.g. a hand-edited step), is skipped
+and counted, never fatal.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .schema import TableSpec
 CHUNK_BYTES = 64 << 20     # bound the memory of one ingestion step on a huge backlog
 _ARROW = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
 _PY = {"int": int, "float": float, "str": str}
+_INT64 = (-2 ** 63, 2 ** 63 - 1)
 
 
 class Truncated(Exception):
@@ -69,7 +71,9 @@ def _parse_slow(data: bytes, spec: TableSpec, schema: pa.Schema) -> tuple[pa.Tab
         try:
             obj = json.loads(raw)
             row = {c: (None if obj.get(c) is None else _PY[t](obj[c])) for c, t in spec.columns}
-        except (ValueError, TypeError, AttributeError):
+            if any(t == "int" and row[c] is not None and not _INT64[0] <= row[c] <= _INT64[1] for c, t in spec.columns):
+                raise ValueError("integer out of int64 range")   # one such line must not fail the whole table
+        except (ValueError, TypeError, AttributeError, OverflowError):
             bad += 1
             continue
         if any(row[c] is None for c in spec.required):

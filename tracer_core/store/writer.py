@@ -113,6 +113,7 @@ class RunWriter(Hooks):
         self._step, self._done = 0, int(self._status.get("steps_done") or 0)
         self._last_t, self._first = 0.0, None      # _first: (step, time) of the first step, for the rate
         self._stop_reason, self._signalled = "", ""
+        self._write_error = ""      # first failed write (disk full, folder gone): the run stops as failed
         self._closed = False
         self._wake = threading.Event()
         self._write_status()
@@ -184,7 +185,9 @@ class RunWriter(Hooks):
         """Polled once per step by the loop: a ``cancel`` file in the run folder, :meth:`request_stop`,
         :meth:`stop_from_signal`, or the launching process gone (``parent_pid``)."""
         if not self._stop_reason:
-            if (self.run_dir / schema.CANCEL_FILE).exists():
+            if not (self.run_dir / schema.CONFIG_FILE).exists():      # folder deleted by hand mid-run
+                self._fail_writes(f"the run folder {self.run_dir} was deleted while the run was running")
+            elif (self.run_dir / schema.CANCEL_FILE).exists():
                 self.request_stop("cancelled")
             elif self._signalled:
                 self.request_stop(self._signalled)
@@ -200,6 +203,8 @@ class RunWriter(Hooks):
     def final_status(self, status: str | None) -> str | None:
         """The status a run ends with: a loop that stopped on request ("cancelled") ends with the stop's reason
         (cancelled, or interrupted after a signal or the launcher's death)."""
+        if self._write_error:           # rows or files were lost: never report such a run as done
+            return "failed"
         return self._stop_reason if status == "cancelled" and self._stop_reason else status
 
     @property
@@ -236,6 +241,8 @@ class RunWriter(Hooks):
         self._flush()
         status = self.final_status(status)
         with self._lock:
+            if self._write_error:
+                error = f"{self._write_error}" + (f"; then: {error}" if error else "")
             self._status.update(status=status or "interrupted", error=error or "", ended=time.time(), **(extra or {}))
         self._write_status()
         with self._io_lock:
@@ -292,19 +299,48 @@ class RunWriter(Hooks):
                 self._append(table, lines)
 
     def _append(self, table: str, lines: list[str]) -> None:
+        path = self.run_dir / schema.TABLE_BY_NAME[table].file
+        f, pos = self._files.get(table), None
         try:
-            f = self._files.get(table)
             if f is None:
-                f = self._files[table] = open(self.run_dir / schema.TABLE_BY_NAME[table].file, "ab")
-            # one write per batch, each line complete: a kill can tear at most the batch's last line
-            f.write(("\n".join(lines) + "\n").encode("utf-8"))
-            f.flush()
+                if not self.run_dir.is_dir():       # never recreate a deleted run folder (it has no config)
+                    raise FileNotFoundError(f"{self.run_dir}: run folder is gone")
+                f = self._files[table] = open(path, "ab", buffering=0)   # unbuffered: nothing left to retry
+            pos = f.tell()
+            data = ("\n".join(lines) + "\n").encode("utf-8")   # one batch, each line complete
+            view = memoryview(data)
+            while view:
+                view = view[f.write(view):]
         except OSError as e:
-            log.warning("run %s: could not write %s (%s); will retry", self.run_id, table, e)
+            self._undo_partial(table, f, pos)
             with self._lock:
                 kept = lines + self._buffers[table]
                 self._buffers[table] = kept[-_MAX_BUFFERED_LINES:]
-                self._status["write_error"] = str(e)
+            self._fail_writes(f"could not write {path.name} ({e.strerror or e})")
+
+    def _undo_partial(self, table: str, f, pos: int | None) -> None:
+        """Cut a half-written batch off the file, so a later retry adds no torn line and no duplicates."""
+        if f is None:
+            return
+        try:
+            if pos is not None:
+                os.ftruncate(f.fileno(), pos)
+        except OSError as e:
+            log.error("run %s: could not remove a partial write from %s (%s)", self.run_id, table, e)
+        finally:
+            f.close()
+            self._files.pop(table, None)
+
+    def _fail_writes(self, message: str) -> None:
+        """A write failed: stop the run after this step and make it end as failed with ``message``."""
+        with self._lock:
+            first = not self._write_error
+            if first:
+                self._write_error = message
+                self._status["write_error"] = message
+                self._stop_reason = self._stop_reason or "failed"
+        if first:
+            log.error("run %s: %s; stopping the run", self.run_id, message)
 
     def _write_status(self) -> None:
         with self._status_lock:

@@ -109,7 +109,8 @@ def _eval_point(parts: Parts, hooks: Hooks, step: int, final: bool):
 def _checkpoint(parts: Parts, output_dir, step: int, hooks: Hooks) -> str:
     if not (output_dir and parts.dist.is_main):
         return ""
-    path = save_checkpoint(Path(output_dir) / "checkpoints" / f"step_{step:06d}.pt", student=parts.student,
+    name = f"step_{step:06d}.safetensors"
+    path = save_checkpoint(Path(output_dir) / "checkpoints" / name, student=parts.student,
                            teacher=parts.teacher, method=parts.method, optimizer=None, step=step,  # no Adam state: short runs are not resumed
                            config=parts.cfg.to_dict())
     hooks.on_checkpoint(step, str(path))
@@ -130,6 +131,8 @@ def run(config: RunConfig, hooks: Hooks | None = None, *, output_dir: str | Path
 
 def _run(parts: Parts, hooks: Hooks, output_dir) -> RunSummary:
     config, trains = parts.cfg, parts.method.trains
+    if output_dir and parts.dist.is_main:   # created once here: a checkpoint never recreates a deleted folder
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
     hooks.on_start(RunInfo(config.to_dict(), parts.total_steps, parts.dist.describe(parts.device), parts.precision,
                            parts.n_params, parts.n_trainable, parts.versions, parts.dist.world_size))
     series: dict[tuple[str, str], list] = defaultdict(list)    # step statistics and step time, for the summaries

@@ -16,7 +16,7 @@ from ..methods import create_method
 from ..methods.base import MethodContext
 from ..models import apply_layer_freezing, build_model, count_parameters
 from ..teachers import teacher_from_config
-from . import distributed
+from . import distributed, preflight
 from ..data.loader import distinct_images
 from .batches import batch_iterator
 from .schedule import steps_for_epochs
@@ -110,6 +110,7 @@ def _versions() -> dict[str, str]:
 
 
 def build_parts(cfg: RunConfig) -> Parts:
+    preflight.check_threads(cfg.train.threads)      # 100000 threads would fail later as an allocation error
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     d, device_name = distributed.setup(cfg.train.device)     # joins torchrun's process group, if any
@@ -123,6 +124,7 @@ def build_parts(cfg: RunConfig) -> Parts:
 def _build(cfg: RunConfig, d: distributed.Dist, device_name: str) -> Parts:
     seed_everything(cfg.train.seed)
     device = resolve_device(device_name)
+    preflight.check_memory(cfg, device)             # refuse before allocating what the machine cannot hold
     precision, autocast = make_autocast(device, cfg.train.precision)
     student, tokenizer = build_model(cfg.model, device)
     gpu_settings(cfg, device, student)
