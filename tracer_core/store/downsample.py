@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 KEYS = ["run_id", "name", "context"]
@@ -104,23 +105,44 @@ def grid_bucket(steps, grid: Mapping[str, Any]):
         (grid["stop"] - grid["start"] + 1)
 
 
+_FULL = f"""
+SELECT k.i, f.step, f.value FROM ({_FILTER}) f
+JOIN (SELECT unnest($kr::VARCHAR[]) AS run_id, unnest($kn::VARCHAR[]) AS name, unnest($kc::VARCHAR[]) AS context,
+             generate_subscripts($kr::VARCHAR[], 1) AS i) k USING (run_id, name, context)
+"""
+
+
 def _smoothed(cur, params: dict, out: pd.DataFrame, smoothing) -> pd.DataFrame:
-    """Add ``smoothed``: the smoothing of each *full* series (no step range) at the rows of ``out``."""
+    """Add ``smoothed``: the smoothing of each *full* series (no step range) at the rows of ``out``.
+
+    One query returns every full series as (series index, step, value) numpy columns, sorted by numpy
+    (a stable sort: on 2 cores several times cheaper than the SQL ORDER BY of millions of rows); each
+    series is smoothed in one vectorised call and read back at the returned steps (a step logged twice:
+    one of its rows)."""
     if smoothing is None:
         return out
     if out.empty:
         return out.assign(smoothed=pd.Series(dtype="float64"))
-    keys = out[KEYS].drop_duplicates()
-    full = cur.execute(_FILTER + " ORDER BY run_id, name, context, step",
-                       {**params, "runs": keys.run_id.unique().tolist(), "names": keys.name.unique().tolist(),
-                        "contexts": keys.context.unique().tolist(), "lo": None, "hi": None}).df()
-    full = full.merge(keys, on=KEYS)[KEYS + ["step", "value"]]
-    parts = []
-    for _, g in full.groupby(KEYS, sort=False):
-        parts.append(g.assign(smoothed=smoothing.apply(g["value"].to_numpy())))
-    sm = pd.concat(parts, ignore_index=True)[KEYS + ["step", "smoothed"]]
-    sm = sm.drop_duplicates(KEYS + ["step"], keep="last")   # a step logged twice: the later row wins
-    return out.merge(sm, on=KEYS + ["step"], how="left")
+    keys = out[KEYS].drop_duplicates().reset_index(drop=True)
+    full = cur.execute(_FULL, {**params, "lo": None, "hi": None, "runs": keys.run_id.unique().tolist(),
+                               "kr": keys.run_id.tolist(), "kn": keys.name.tolist(),
+                               "kc": keys.context.tolist()}).fetchnumpy()
+    idx, steps, vals = (np.asarray(full[c]) for c in ("i", "step", "value"))
+    order = np.lexsort((steps, idx))
+    idx, steps, vals = idx[order], steps[order], vals[order]
+    cuts = np.searchsorted(idx, np.arange(1, len(keys) + 2))      # idx is 1-based and sorted
+    pos = out.merge(keys.reset_index(names="k"), on=KEYS, how="left")["k"].to_numpy()
+    result = np.full(len(out), np.nan)
+    out_steps = out["step"].to_numpy(np.int64)
+    for k in range(len(keys)):
+        lo, hi = cuts[k], cuts[k + 1]
+        sel = np.flatnonzero(pos == k)
+        if hi <= lo or not len(sel):
+            continue
+        sm = smoothing.apply(vals[lo:hi])
+        at = np.searchsorted(steps[lo:hi], out_steps[sel], side="right") - 1
+        result[sel] = sm[at]
+    return out.assign(smoothed=result)
 
 
 def _raw_rows(cur, params: dict, small: pd.DataFrame) -> pd.DataFrame:
