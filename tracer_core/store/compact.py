@@ -45,12 +45,15 @@ def write(cur, root: Path, run_id: str, offsets: Mapping[str, int], sizes: Mappi
     tmp.mkdir(parents=True)
     tables = {}
     for spec in schema.TABLES:
-        n = cur.execute(f"SELECT count(*) FROM {spec.table} WHERE run_id = ?", [run_id]).fetchone()[0]
+        if not offsets.get(spec.file):      # nothing ingested from this file: no rows, no query
+            continue
+        out = tmp / f"{spec.table}.parquet"
+        n = cur.execute(f"COPY (SELECT * FROM {spec.table} WHERE run_id = {_sql_str(run_id)}) TO {_sql_str(out)} "
+                        "(FORMAT parquet, COMPRESSION zstd)").fetchone()[0]
         if n:
-            out = tmp / f"{spec.table}.parquet"
-            cur.execute(f"COPY (SELECT * FROM {spec.table} WHERE run_id = {_sql_str(run_id)}) TO {_sql_str(out)} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
             tables[spec.table] = int(n)
+        else:
+            out.unlink(missing_ok=True)
     write_json_atomic(tmp / MANIFEST, {"store_schema": schema.STORE_SCHEMA_VERSION, "run_id": run_id,
                                        "sizes": dict(sizes), "offsets": dict(offsets), "tables": tables})
     final = root / run_id
