@@ -201,6 +201,11 @@ def test_finished_runs_are_not_rescanned_on_refresh(data_dir, monkeypatch):
     store.refresh()                        # ... is announced in the journal and re-read for that run only
     assert store.get_run(done[0])["name"] == "renamed"
     assert store.refresh(full=True)["runs"] == 4
+    assert (schema.compact_dir(data_dir) / done[1] / "manifest.json").is_file()
+    import shutil
+    shutil.rmtree(data_dir / "runs" / done[1])     # a sealed run deleted by hand: the listing notices
+    store.refresh()
+    assert done[1] not in set(store.list_runs().run_id) and not (schema.compact_dir(data_dir) / done[1]).exists()
 
 
 def _snapshot(store: RunStore, ids) -> dict:

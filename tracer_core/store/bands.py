@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from tracer_core.metrics.bands import band_lines, band_stats, interpolate_to_grid
+from tracer_core.metrics.bands import CENTERS, SPREADS, band_lines, band_stats, interpolate_to_grid
 
 from .downsample import _FILTER
 
@@ -47,7 +47,9 @@ def band(cur, groups: Mapping[str, Sequence[str]], name: str, context: str = "",
     spread (std | sem | ci95 | minmax), plus every statistic (n, mean, median, std, sem, ci_lo, ci_hi, min,
     max) so a chart can switch without a new query. Steps where no run of the group has a value are left out.
     """
-    band_lines({k: np.zeros(0) for k in ("mean", "median", "std", "sem", "ci_hi", "min", "max")}, center, spread)
+    if center not in CENTERS or spread not in SPREADS:    # before reading any series
+        raise ValueError(f"band center must be one of {CENTERS} and spread one of {SPREADS}, "
+                         f"got {center!r}, {spread!r}")
     if max_points is not None and max_points < 2:
         raise ValueError(f"max_points must be >= 2 for a band, got {max_points}")
     runs = list(dict.fromkeys(r for rs in groups.values() for r in rs))

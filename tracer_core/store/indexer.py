@@ -118,8 +118,7 @@ class Indexer:
         for run_id in self._known - names:
             self.forget(cur, run_id)
         edited = self._edited(cur)
-        for run_id in edited & self._sealed & names:
-            self.upsert_run(cur, read_run_folder(self.root / run_id))
+        self.upsert_runs(cur, [read_run_folder(self.root / r) for r in sorted(edited & self._sealed & names)])
         todo = sorted(names - self._sealed) if not full else sorted(names)
         if full:
             cur.execute("DELETE FROM sealed")
