@@ -24,9 +24,9 @@ IGNORED_KEYS = ("name", "tags")              # ... besides these, which never de
 
 # -- runs ----------------------------------------------------------------------------------------------
 
-def list_runs(cur, *, run_ids=None, method=None, teacher=None, seed=None, tags=None, status=None,
-              name_contains: str | None = None, config: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Runs, newest first. ``tags``: the run has all of them. ``config``: dotted key -> wanted value."""
+def runs_where(*, run_ids=None, method=None, teacher=None, seed=None, tags=None, status=None,
+               name_contains: str | None = None) -> tuple[str, list]:
+    """The WHERE clause (with bound parameters) of the runs filters; "" when there is none."""
     where, params = [], []
     for frag, value in (("list_contains(?::VARCHAR[], run_id)", as_list(run_ids)),
                         ("list_contains(?::VARCHAR[], method)", as_list(method)),
@@ -38,14 +38,24 @@ def list_runs(cur, *, run_ids=None, method=None, teacher=None, seed=None, tags=N
         if value is not None:
             where.append(frag)
             params.append(value)
-    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY run_id DESC"
-    df = cur.execute(sql, params).df()
-    if config and len(df):
-        df = df[[config_matches(json.loads(c or "{}"), config) for c in df["config"]]].reset_index(drop=True)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def with_progress(df: pd.DataFrame) -> pd.DataFrame:
     df["progress"] = (df["steps_done"] / df["total"].where(df["total"] > 0)).clip(0, 1)
     eta = (df["total"] - df["steps_done"]) / df["steps_per_s"].where(df["steps_per_s"] > 0)
     df["eta_s"] = eta.where(df["status"] == "running")
     return df
+
+
+def list_runs(cur, *, config: Mapping[str, Any] | None = None, **filters: Any) -> pd.DataFrame:
+    """Runs, newest first. Filters: run_ids, method, teacher, seed, tags (all of), status, name_contains;
+    ``config``: dotted key -> wanted value."""
+    where, params = runs_where(**filters)
+    df = cur.execute("SELECT * FROM runs" + where + " ORDER BY run_id DESC", params).df()
+    if config and len(df):
+        df = df[[config_matches(json.loads(c or "{}"), config) for c in df["config"]]].reset_index(drop=True)
+    return with_progress(df)
 
 
 def get_dotted(cfg: Mapping[str, Any], key: str) -> Any:

@@ -26,13 +26,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import duckdb
 import pandas as pd
-import pyarrow as pa
 
-from . import queries, schema
+from . import bands, queries, runs_table, schema
 from .export import export_tables
-from .ingest import Truncated, read_new
-from .runfiles import (RunFolder, RunFolderError, effective_status, list_run_dirs, read_json, read_run_folder,
-                       run_dir_of, runs_row, validate_run_id, write_json_atomic)
+from .indexer import Indexer
+from .runfiles import (RunFolderError, effective_status, read_json, read_run_folder, run_dir_of, validate_run_id,
+                       write_json_atomic)
 
 log = logging.getLogger(__name__)
 _LOCKS: dict[str, threading.RLock] = {}
@@ -60,10 +59,12 @@ class RunStore:
         self._noticed: set[str] = set()
         self.refresh_interval_s = refresh_interval_s
         self._lock = _file_lock(str(self.path))
-        self._stamps: dict[str, tuple] = {}
         self._last_refresh = 0.0
         self.in_memory = in_memory
         self._con = self._connect()
+        # a process that cannot own the DuckDB file reads compactions but leaves writing them to the owner
+        self._indexer = Indexer(self.data_dir, notice_once=self._notice_once, db_errors=(duckdb.Error,),
+                                write_compactions=not self.in_memory)
         with self._lock:
             self._init_schema()
         self.refresh()
@@ -87,7 +88,8 @@ class RunStore:
         except duckdb.IOException as e:
             if "lock" in str(e).lower():
                 self._notice(f"{self.path} is held by another process ({e}); this session indexes the run "
-                             "folders in memory instead (same data, rebuilt for this session).")
+                             "folders in memory instead (same data; finished runs are loaded from their "
+                             "compacted Parquet files, only the others are read from their folders).")
                 self.in_memory = True
                 return duckdb.connect(":memory:")
             reason = str(e)
@@ -122,8 +124,7 @@ class RunStore:
                 cur.execute(ddl)
             cur.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)",
                         [str(schema.STORE_SCHEMA_VERSION)])
-            self._offsets = {(r, f): o for r, f, o in
-                             cur.execute("SELECT run_id, file, byte_offset FROM ingest_offsets").fetchall()}
+            self._indexer.load(cur)
 
     @staticmethod
     def _drop_all(cur) -> None:
@@ -133,11 +134,11 @@ class RunStore:
             cur.execute(f'DROP TABLE IF EXISTS "{name}"')   # names read from the catalog, not from users
 
     def rebuild(self) -> dict[str, int]:
-        """Drop every table and re-index all run folders."""
+        """Drop every table and the compactions, and re-index all run folders from their JSONL files."""
         with self._lock:
             with self._cursor() as cur:
                 self._drop_all(cur)
-            self._stamps.clear()
+            shutil.rmtree(schema.compact_dir(self.data_dir), ignore_errors=True)
             self._init_schema()
             return self.refresh()
 
@@ -151,24 +152,12 @@ class RunStore:
         self.close()
 
     # -- ingestion ------------------------------------------------------------------------------------
-    def refresh(self) -> dict[str, int]:
-        """Index new run folders, new rows and status changes; drop runs whose folder is gone."""
+    def refresh(self, *, full: bool = False) -> dict[str, int]:
+        """Index new runs, new rows of live runs and status changes; drop runs whose folder is gone.
+        Finished (sealed) runs are not looked at unless ``full`` (store/indexer.py)."""
         with self._lock:
-            stats = {"runs": 0, "rows": 0, "bad_lines": 0}
-            on_disk = {p.name: p for p in list_run_dirs(self.data_dir)}
             with self._cursor() as cur:
-                known = {r[0] for r in cur.execute("SELECT run_id FROM runs").fetchall()}
-                for run_id in known - on_disk.keys():
-                    self._forget(cur, run_id)
-                for run_id, path in on_disk.items():
-                    try:
-                        rows, bad = self._refresh_run(cur, path, run_id not in known)
-                    except Exception as e:   # one damaged run must not hide the others
-                        self._notice_once(run_id, f"run {run_id}: could not be indexed ({type(e).__name__}: {e})")
-                        continue
-                    stats["runs"] += 1
-                    stats["rows"] += rows
-                    stats["bad_lines"] += bad
+                stats = self._indexer.refresh(cur, full)
             self._last_refresh = time.monotonic()
             return stats
 
@@ -180,95 +169,6 @@ class RunStore:
                 self.refresh()
             finally:
                 self._lock.release()
-
-    def _refresh_run(self, cur, path: Path, new: bool) -> tuple[int, int]:
-        # re-read the small json files when they changed, or while the run is live (liveness ages)
-        mtimes = tuple(self._mtime(path / f) for f in (schema.CONFIG_FILE, schema.STATUS_FILE, schema.META_FILE))
-        prev = self._stamps.get(path.name)
-        if new or prev is None or prev[0] != mtimes or prev[1] in schema.ACTIVE_STATUSES:
-            rf = read_run_folder(path)
-            self._upsert_run(cur, rf)
-            prev = self._stamps[path.name] = (mtimes, rf.status.get("status", ""), rf.problem)
-        if prev[2]:     # unreadable folder: listed with its problem, no rows
-            return 0, 0
-        grown = [spec for spec in schema.TABLES
-                 if self._size(path / spec.file) != self._offsets.get((path.name, spec.file), 0)]
-        if not grown:
-            return 0, 0
-        rows = bad = 0
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            for spec in grown:
-                r, b = self._ingest_file(cur, path, spec)
-                rows, bad = rows + r, bad + b
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            self._offsets = {(r, f): o for r, f, o in
-                             cur.execute("SELECT run_id, file, byte_offset FROM ingest_offsets").fetchall()}
-            raise
-        return rows, bad
-
-    @staticmethod
-    def _mtime(p: Path) -> int:
-        try:
-            return p.stat().st_mtime_ns
-        except FileNotFoundError:
-            return 0
-
-    @staticmethod
-    def _size(p: Path) -> int:
-        try:
-            return p.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def _ingest_file(self, cur, path: Path, spec: schema.TableSpec) -> tuple[int, int]:
-        run_id, key = path.name, (path.name, spec.file)
-        offset, rows, bad = self._offsets.get(key, 0), 0, 0
-        while True:
-            try:
-                table, new_offset, n_bad = read_new(path / spec.file, offset, spec)
-            except Truncated:   # the file was replaced: forget what came from it and start over
-                cur.execute(f"DELETE FROM {spec.table} WHERE run_id = ?", [run_id])
-                offset = 0
-                continue
-            if new_offset == offset:
-                break
-            if table is not None and table.num_rows:
-                rows += self._insert(cur, spec, run_id, table)
-            bad, offset = bad + n_bad, new_offset
-        if offset != self._offsets.get(key, 0):
-            cur.execute("INSERT OR REPLACE INTO ingest_offsets VALUES (?, ?, ?)", [run_id, spec.file, offset])
-            self._offsets[key] = offset
-        return rows, bad
-
-    @staticmethod
-    def _insert(cur, spec: schema.TableSpec, run_id: str, table: pa.Table) -> int:
-        cols = ", ".join(f'"{c}"' for c, _ in spec.columns)            # from the schema, not from users
-        need = " AND ".join(f'"{c}" IS NOT NULL' for c in spec.required)
-        cur.register("_ingest", table)
-        try:
-            n = cur.execute(f"INSERT INTO {spec.table} SELECT ?, {cols} FROM _ingest WHERE {need}",
-                            [run_id]).fetchone()[0]
-        finally:
-            cur.unregister("_ingest")
-        return int(n)
-
-    def _upsert_run(self, cur, rf: RunFolder) -> None:
-        try:
-            row = runs_row(rf)
-            cur.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(row))})", row)
-        except (duckdb.Error, TypeError, ValueError, AttributeError) as e:   # malformed but parseable files
-            rf.problem = f"unreadable run folder ({type(e).__name__}: {e})"
-            row = runs_row(rf)
-            cur.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(row))})", row)
-
-    def _forget(self, cur, run_id: str) -> None:
-        for table in ["runs", "ingest_offsets"] + [t.table for t in schema.TABLES]:
-            cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-        self._stamps.pop(run_id, None)
-        self._offsets = {k: v for k, v in self._offsets.items() if k[0] != run_id}
 
     # -- queries (see tracer_core.store.queries for the semantics) -----------------------------------------
     def _query(self, fn, *args, **kwargs):
@@ -295,8 +195,10 @@ class RunStore:
         raise StoreError(f"no run matches {ref!r}")
 
     def series(self, run_ids, names=None, contexts=None, *, max_points: int | None = 1000,
-               step_range=None) -> pd.DataFrame:
-        return self._query(queries.series, run_ids, names, contexts, max_points=max_points, step_range=step_range)
+               step_range=None, smoothing=None) -> pd.DataFrame:
+        """One step grid for the whole request; ``smoothing`` (metrics.smoothing.Smoothing) on full series."""
+        return self._query(queries.series, run_ids, names, contexts, max_points=max_points, step_range=step_range,
+                           smoothing=smoothing)
 
     def series_catalog(self, run_ids=None) -> pd.DataFrame:
         return self._query(queries.series_catalog, run_ids)
@@ -324,6 +226,18 @@ class RunStore:
                   max_points: int | None = 1000) -> pd.DataFrame:
         return self._query(queries.seed_band, groups, name, context, max_points=max_points)
 
+    def band(self, groups: Mapping[str, Sequence[str]], name: str, context: str = "", **kwargs: Any) -> pd.DataFrame:
+        """Seed bands on one interpolated grid (store/bands.py): center, spread, smoothing, max_points, step_range."""
+        return self._query(bands.band, groups, name, context, **kwargs)
+
+    def runs_page(self, **kwargs: Any) -> tuple[pd.DataFrame, int]:
+        """One page of the Runs table and the filtered total (store/runs_table.py)."""
+        return self._query(runs_table.runs_page, **kwargs)
+
+    def runs_groups(self, **kwargs: Any) -> pd.DataFrame:
+        """Group rows of the Runs table: n, mean, std of a metric per group (store/runs_table.py)."""
+        return self._query(runs_table.runs_groups, **kwargs)
+
     def config_diff(self, run_ids: Sequence[str]) -> pd.DataFrame:
         runs = self.list_runs(run_ids=list(run_ids)).set_index("run_id")
         missing = [r for r in run_ids if r not in runs.index]
@@ -347,8 +261,12 @@ class RunStore:
             meta = read_json(path / schema.META_FILE) or {}
             meta.update(changes, format_version=schema.RUN_FORMAT_VERSION)
             write_json_atomic(path / schema.META_FILE, meta)
+            journal = schema.edits_journal(self.data_dir)
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            with open(journal, "a", encoding="utf-8") as f:   # tell other processes
+                f.write(json.dumps({"run_id": run_id, "at": time.time()}) + "\n")
             with self._cursor() as cur:
-                self._upsert_run(cur, read_run_folder(path))
+                self._indexer.upsert_run(cur, read_run_folder(path))
 
     def rename(self, run_id: str, name: str) -> None:
         name = str(name).strip()
@@ -382,7 +300,7 @@ class RunStore:
             shutil.rmtree(trash, ignore_errors=True)
             os.replace(path, trash)      # atomic: the run vanishes for every reader at once
             with self._cursor() as cur:
-                self._forget(cur, run_id)
+                self._indexer.forget(cur, run_id)
             shutil.rmtree(trash, ignore_errors=True)
 
     # -- export -----------------------------------------------------------------------------------------

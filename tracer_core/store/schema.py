@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RUN_FORMAT_VERSION = 1
-STORE_SCHEMA_VERSION = 2   # 2: runs.device (e.g. "cuda:0 x4 (torch.distributed, nccl)")
+STORE_SCHEMA_VERSION = 3   # 2: runs.device (e.g. "cuda:0 x4 (torch.distributed, nccl)"); 3: sealed runs + compaction
 
 # -- run folder layout ---------------------------------------------------------------------------------
 
@@ -94,6 +94,10 @@ OFFSETS_DDL = ("CREATE TABLE IF NOT EXISTS ingest_offsets (run_id VARCHAR, file 
                "PRIMARY KEY (run_id, file))")
 
 
+# runs in a final status whose files were read to the end: immutable, skipped by refresh (store/indexer.py)
+SEALED_DDL = "CREATE TABLE IF NOT EXISTS sealed (run_id VARCHAR PRIMARY KEY)"
+
+
 def table_ddl(spec: TableSpec) -> str:
     cols = ", ".join(f'"{c}" {_SQL_TYPES[t]}' for c, t in spec.columns)
     # no primary key on the hot append tables: index upkeep slows appends; zonemaps are automatic
@@ -101,7 +105,7 @@ def table_ddl(spec: TableSpec) -> str:
 
 
 def all_ddl() -> list[str]:
-    return [META_DDL, RUNS_DDL, OFFSETS_DDL] + [table_ddl(t) for t in TABLES]
+    return [META_DDL, RUNS_DDL, OFFSETS_DDL, SEALED_DDL] + [table_ddl(t) for t in TABLES]
 
 
 # -- series metadata -----------------------------------------------------------------------------------
@@ -216,6 +220,16 @@ def runs_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 def store_path(data_dir: str | os.PathLike | None = None) -> Path:
     return resolve_data_dir(data_dir) / "store" / "tracer.duckdb"
+
+
+def compact_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """One folder per finished run with its rows as Parquet (a cache like the DuckDB file; store/compact.py)."""
+    return resolve_data_dir(data_dir) / "store" / "compact"
+
+
+def edits_journal(data_dir: str | os.PathLike | None = None) -> Path:
+    """Run ids whose meta.json a store edited (one per line): other processes re-read just those runs."""
+    return resolve_data_dir(data_dir) / "store" / "edits.jsonl"
 
 
 def new_run_id(now: float | None = None) -> str:
