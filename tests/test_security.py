@@ -162,3 +162,20 @@ def test_foreign_and_crafted_safetensors_give_clear_messages(tmp_path):
     garbage.write_bytes(os.urandom(64).replace(b"\x80", b"\x00").replace(b"PK", b"pk"))
     with pytest.raises(CheckpointError, match="garbage.safetensors"):
         load_checkpoint(garbage)
+
+
+def test_a_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    """Regression: a checkpoint whose header is 128 + 256k bytes long starts with b'\\x80' (pickle's PROTO byte)."""
+    import json as _json
+    import struct
+
+    from tracer_core.models.checkpoint_io import sniff_format
+    header = _json.dumps({"__metadata__": {"k": "v"}}).encode()
+    header += b" " * (128 + 256 - len(header))                 # length 384 = 0x0180: first byte 0x80
+    path = tmp_path / "c.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    assert path.read_bytes()[:1] == b"\x80"
+    assert sniff_format(path) == "safetensors"
+    pickled = tmp_path / "p.bin"
+    pickled.write_bytes(b"\x80\x04\x95" + b"\x00" * 16)
+    assert sniff_format(pickled) == "pickle"

@@ -18,11 +18,12 @@ def sniff_format(path: Path) -> str:
         head = f.read(9)
     if head[:4] == b"PK\x03\x04":
         return "torch-zip"
-    if head[:1] == b"\x80":
-        return "pickle"
-    # safetensors: u64 little-endian header length, then the JSON header
+    # safetensors first: its u64 little-endian header length may well start with the byte 0x80 (a header of
+    # 128 + 256k bytes), which is also pickle's PROTO opcode; the '{' at byte 8 and a sane length decide
     if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100_000_000:
         return "safetensors"
+    if head[:1] == b"\x80":
+        return "pickle"
     return "unknown"
 
 
