@@ -68,11 +68,12 @@ def import_profile(top: int = 12) -> str:
     for line in err.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        _, self_us, cum_us, name = (x.strip() if i else x for i, x in enumerate(line.split("|")))
+        head, cum_us, name = line.split("|", 2)              # "import time: self | cumulative |  <indent>name"
         try:
-            self_us, cum = int(self_us.split()[-1]), int(cum_us)
-        except ValueError:
+            cum = int(cum_us)
+        except ValueError:                                   # the header line
             continue
+        name = name[1:]
         depth = (len(name) - len(name.lstrip())) // 2
         rows.append((cum, depth, name.strip()))
     total = max((c for c, d, _ in rows if d == 0), default=0)

@@ -37,6 +37,7 @@ class Row:
     note: str = ""
     load: float = field(default_factory=lambda: os.getloadavg()[0])
     error: str = ""
+    group: str = ""          # the suite group that measured it (set by bench/__main__.py)
 
     @property
     def verdict(self) -> str:

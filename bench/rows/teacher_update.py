@@ -20,8 +20,10 @@ def _shapes(quick: bool) -> list[tuple]:
     """ViT-B/16's parameter shapes (open_clip, built on the meta device: no memory, no init); quick: ~1/8."""
     import open_clip
     import torch
-    with torch.device("meta"):
-        model = open_clip.create_model("ViT-B-16")
+    from open_clip.model import CLIP
+    cfg = open_clip.get_model_config("ViT-B-16")
+    with torch.device("meta"):                  # create_model would .to() a device; the bare class does not
+        model = CLIP(**cfg)
     shapes = [tuple(p.shape) for p in model.parameters()]
     if quick:
         keep, n = [], 0
