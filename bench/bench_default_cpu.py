@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.common import train_cli  # noqa: E402  (the shared `train --json --no-store` runner)
 
 
 def dashboard_demo() -> None:
@@ -63,12 +64,8 @@ def main() -> None:
         return dashboard_demo()
     total, rows = 0.0, []
     for preset in args.presets:
-        cmd = [sys.executable, "-m", "tracer_core", "train", "--preset", preset, "--no-store", "--json",
-               "--set", "train.device=cpu"] + [a for s in args.set for a in ("--set", s)]
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        wall = time.perf_counter() - t0
-        res = json.loads(out.strip().splitlines()[-1])
+        res = train_cli(preset, ["train.device=cpu", *args.set])
+        wall = res["process_s"]
         total += wall
         train_s = res["steps"] / res["steps_per_s"] if res["steps_per_s"] else float("nan")
         rows.append((preset, wall, train_s, res["steps"], res["final_eval"]["mnist"]["accuracy"]))

@@ -12,24 +12,20 @@ its own device.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.common import train_cli  # noqa: E402  (the shared `train --json --no-store` runner)
 
 
 def run(preset: str, nproc: int, steps: int, threads: int) -> dict:
     launcher = [sys.executable] + (["-m", "torch.distributed.run", "--nproc_per_node", str(nproc)] if nproc > 1 else [])
     sets = [f"train.steps={steps}", f"train.threads={threads}", "train.eval_at_start=false",
             'data.eval_sets=["mnist"]', "data.max_eval_samples=64", "train.similarity_probe=0", "train.device=cpu"]
-    cmd = launcher + ["-m", "tracer_core", "train", "--preset", preset, "--json", "--no-store"]
-    cmd += [a for s in sets for a in ("--set", s)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return train_cli(preset, sets, launcher=launcher, env={"OMP_NUM_THREADS": str(threads)})
 
 
 def main() -> None:

@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,15 +45,9 @@ def run_cli(preset: str, seed: int, extra: list[str], work: Path, threads: int) 
     path = work / f"{preset}_s{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
-    cmd = [sys.executable, "-m", "tracer_core", "train", "--preset", preset, "--json", "--no-store",
-           "--set", f"train.seed={seed}"] + [a for s in extra for a in ("--set", s)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{preset} seed {seed} failed:\n{proc.stderr[-2000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["process_s"] = round(time.perf_counter() - t0, 2)
+    from bench.common import train_cli        # the shared `train --json --no-store` runner
+    result = train_cli(preset, [f"train.seed={seed}", *extra], env={"OMP_NUM_THREADS": str(threads)})
+    result["process_s"] = round(result["process_s"], 2)
     path.write_text(json.dumps(result))
     return result
 

@@ -1,0 +1,1 @@
+"""Benchmarks (numbers, not tests): `python -m bench` runs the performance suite (bench/suite.py)."""

@@ -1,0 +1,1 @@
+"""One module per group of suite rows; each function (quick, device) -> list[Row]."""
