@@ -73,6 +73,30 @@ def test_identical_copy_is_cka_one_and_last_block_perturbation_only_moves_later_
         assert cka[key] < 0.995, key
 
 
+def test_tracker_svcca_with_shared_svds_equals_the_pure_function(tiny):
+    """The tracker decomposes each matrix once per evaluation; its SVCCA must be exactly svcca(X, Y)."""
+    from tracer_core.training.representations import similarity_rows
+    model, tok, data = tiny
+    tracker = SimilarityTracker(make_probe(data, tok, 16, seed=1), model)
+    student, teacher = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad():
+        for m, scale in ((student, 0.3), (teacher, 0.1)):
+            for p in m.clip.visual.transformer.resblocks[-1].parameters():
+                p.add_(torch.randn_like(p) * scale)
+    for _ in range(2):                       # twice: the reference's cached SVDs are reused, the rest is redone
+        got = tracker.rows(student, teacher)
+        s, t = tracker.features(student), tracker.features(teacher)
+        want = (similarity_rows(s, tracker.reference, "student_vs_pretrained", KINDS)
+                + similarity_rows(s, t, "student_vs_teacher", KINDS)
+                + similarity_rows(t, tracker.reference, "teacher_vs_pretrained", KINDS))
+        assert [r["kind"] for r in got] == [r["kind"] for r in want]
+        for g, w in zip(got, want):
+            assert g["value"] == pytest.approx(w["value"], abs=1e-12, nan_ok=True), (g, w)
+        with torch.no_grad():
+            for p in student.clip.visual.transformer.resblocks[-2].parameters():
+                p.add_(torch.randn_like(p) * 0.2)
+
+
 def test_probe_is_fixed_and_leaves_the_global_rng_alone(tiny):
     _, tok, data = tiny
     state = torch.get_rng_state()

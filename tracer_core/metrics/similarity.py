@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["centre", "hsic_linear", "linear_cka", "linear_cka_debiased", "svcca"]
+__all__ = ["centre", "centred_svd", "hsic_linear", "linear_cka", "linear_cka_debiased", "svcca", "svcca_from_svds"]
 
 
 def _as_pair(X: Tensor, Y: Tensor, min_n: int = 2) -> tuple[Tensor, Tensor]:
@@ -139,13 +139,28 @@ def svcca(X: Tensor, Y: Tensor, variance_kept: float = 0.99) -> float:
     holds only when nothing is truncated (``variance_kept=1.0`` and ``p == q`` at full rank), because the
     truncation itself depends on the spectrum. Returns NaN if either input is constant.
     """
+    X, Y = _as_pair(X, Y)
+    return svcca_from_svds(centred_svd(X), centred_svd(Y), variance_kept)
+
+
+def centred_svd(X: Tensor) -> tuple[Tensor, Tensor, int]:
+    """(U (n, r), s (r,), p) of the column-centred float64 ``X (n, p)``: the part of :func:`svcca` that
+    depends on one input only, so a fixed matrix (the pretrained model's probe features) is decomposed once."""
+    X = torch.as_tensor(X).detach()
+    X = (X[:, None] if X.ndim == 1 else X).to(torch.float64)
+    u, s, _ = torch.linalg.svd(centre(X), full_matrices=False)
+    return u, s, X.shape[1]
+
+
+def svcca_from_svds(a: tuple[Tensor, Tensor, int], b: tuple[Tensor, Tensor, int], variance_kept: float = 0.99) -> float:
+    """Steps 2-4 of :func:`svcca` from two :func:`centred_svd` results (same rows n)."""
     if not 0.0 < variance_kept <= 1.0:
         raise ValueError(f"variance_kept must be in (0, 1], got {variance_kept}")
-    X, Y = _as_pair(X, Y)
-    ux, sx, _ = torch.linalg.svd(centre(X), full_matrices=False)
-    uy, sy, _ = torch.linalg.svd(centre(Y), full_matrices=False)
+    (ux, sx, p), (uy, sy, q) = a, b
+    if ux.shape[0] != uy.shape[0]:
+        raise ValueError(f"X and Y must have the same number of rows, got {ux.shape[0]} and {uy.shape[0]}")
     if float(sx.sum()) == 0.0 or float(sy.sum()) == 0.0:
         return math.nan
-    k = min(_n_components(sx, variance_kept), _n_components(sy, variance_kept), X.shape[1], Y.shape[1])
-    rho = torch.linalg.svdvals(ux[:, :k].T @ uy[:, :k]).clamp(0.0, 1.0)
+    k = min(_n_components(sx, variance_kept), _n_components(sy, variance_kept), p, q)
+    rho = torch.linalg.svdvals(ux[:, :k].T @ uy[:, :k].to(ux.device)).clamp(0.0, 1.0)
     return float(rho.mean())

@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 import torch
 
 from ..data.base import take
-from ..metrics.similarity import linear_cka, linear_cka_debiased, svcca
+from ..metrics.similarity import centred_svd, linear_cka, linear_cka_debiased, svcca, svcca_from_svds
 from ..models.taps import LayerKey, collect_features
 
 KINDS: dict[str, Callable] = {"linear_cka": linear_cka, "linear_cka_debiased": linear_cka_debiased,
@@ -84,13 +84,31 @@ class SimilarityTracker:
     def rows(self, student: torch.nn.Module, teacher=None) -> list[dict]:
         """Rows for student_vs_pretrained, plus student_vs_teacher and teacher_vs_pretrained when a teacher
         (a Teacher or its module) is given."""
+        kinds = self._kinds_sharing_svds()
         s = self.features(student)
-        rows = similarity_rows(s, self.reference, "student_vs_pretrained", self.kinds)
+        rows = similarity_rows(s, self.reference, "student_vs_pretrained", kinds)
         if teacher is not None:
             t = self.features(getattr(teacher, "module", teacher))
-            rows += similarity_rows(s, t, "student_vs_teacher", self.kinds)
-            rows += similarity_rows(t, self.reference, "teacher_vs_pretrained", self.kinds)
+            rows += similarity_rows(s, t, "student_vs_teacher", kinds)
+            rows += similarity_rows(t, self.reference, "teacher_vs_pretrained", kinds)
         return rows
+
+    def _kinds_sharing_svds(self) -> dict[str, Callable]:
+        """``self.kinds`` with SVCCA decomposing each feature matrix once per evaluation (and the constant
+        reference once per run): with a teacher each matrix is in two pairs, so 6 SVDs per layer become 2
+        (the whole-run cost bench: SVDs were ~20 % of a short TRACER run). Same numbers as :func:`svcca`."""
+        if self.kinds.get("svcca") is not svcca:
+            return self.kinds
+        ref_ids = {id(v) for v in self.reference.values()}
+        self._svds = {k: v for k, v in getattr(self, "_svds", {}).items() if k in ref_ids}
+        svds = self._svds
+
+        def shared(X: torch.Tensor, Y: torch.Tensor) -> float:
+            for M in (X, Y):
+                if id(M) not in svds:
+                    svds[id(M)] = (M, centred_svd(M))      # M kept alive: its id cannot be reused meanwhile
+            return svcca_from_svds(svds[id(X)][1], svds[id(Y)][1])
+        return {**self.kinds, "svcca": shared}
 
 
 def probe_dataset(eval_sets: Mapping, train_set: str):
