@@ -155,7 +155,7 @@ def check_memory(cfg: RunConfig, device=None) -> MemoryEstimate | None:
     import torch
 
     from .distributed import env_world
-    from .setup import make_autocast, resolve_device
+    from .device import make_autocast, resolve_device
     if os.environ.get(CHECK_ENV, "").lower() == "off":
         return None
     dev = device if device is not None else resolve_device(cfg.train.device)
