@@ -115,6 +115,8 @@ def soak(minutes: float, steps: int, data_dir: Path) -> list[dict]:
             expect(demo).to_be_visible(timeout=60_000)
             demo.click()
             expect(page.get_by_text("Live: refreshing every").first).to_be_visible(timeout=120_000)
+            page.wait_for_function(f"Object.entries(({POINTS_JS})()).some(([t, n]) => t.includes('KL(teacher') && n > 0)",
+                                   timeout=180_000)     # "start" = the first KL points drawn
             t0 = time.monotonic()
             rows.append(sample(t0, server.pid, page, cdp, "start"))
             for minute in range(1, int(minutes) + 1):
