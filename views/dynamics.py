@@ -31,14 +31,9 @@ kind = c[1].selectbox("Smoothing", list(kinds), format_func=lambda k: kinds[k][0
                       help="Computed by the store on each full logged series (not on the points shown), so the "
                            "curve does not depend on the zoom or the number of points; raw series stay faint")
 _, p_label, p_lo, p_hi, p_default, p_step = kinds[kind]
-if kind == "ema":
-    param = c[2].slider(p_label, 0.0, 0.99, p_default, 0.01, key="dyn_smoothing")
-elif kind != "off":
-    param = c[2].number_input(p_label, p_lo, p_hi, p_default, p_step, key=f"dyn_smooth_{kind}")
-else:
-    param = 0.0
-smoothing = api.smoothing_spec(kind, param)
-smoothing_text = "" if smoothing is None else f"{kinds[kind][0]} {param:g}"
+param = c[2].slider(p_label, 0.0, 0.99, p_default, 0.01, key="dyn_smoothing") if kind == "ema" else \
+    c[2].number_input(p_label, p_lo, p_hi, p_default, p_step, key=f"dyn_smooth_{kind}") if kind != "off" else 0.0
+smoothing, smoothing_text = api.smoothing_spec(kind, param), api.smoothing_text(kind, param)
 loss_terms = api.series_options(svc, selected)
 loss_terms = sorted(loss_terms.loc[loss_terms["name"] == "loss", "context"].tolist()) or ["total"]
 loss_ctx = c[3].selectbox("Loss term", loss_terms, index=loss_terms.index("total") if "total" in loss_terms else 0,
@@ -48,17 +43,12 @@ log_y = c[0].toggle("Log scale (all charts)", value=False, key="dyn_log",
                     help="Off: each series uses its default scale (KL is logarithmic)")
 grouped = c[1].toggle("Seed groups as bands", value=False, key="dyn_groups",
                       help="Runs that differ only in the seed: one line and a band, runs interpolated onto one grid")
+center, spread = "mean", "std"
 if grouped:
     center = c[2].radio("Band line", list(api.BAND_CENTERS), horizontal=True, key="dyn_band_center")
     spread = c[3].selectbox("Band", list(api.BAND_SPREADS), format_func=api.BAND_SPREADS.get, key="dyn_band_spread",
                             help="std: sample std over seeds; standard error: std/√n; 95 % CI: t-interval of "
                                  "the mean; min–max: range over seeds")
-else:
-    center, spread = "mean", "std"
-
-
-def _full_range() -> None:
-    st.session_state["dyn_zoom_lo"] = st.session_state["dyn_zoom_hi"] = None
 
 
 with st.expander("Zoom: step range (re-queried at full resolution)",
@@ -69,20 +59,16 @@ with st.expander("Zoom: step range (re-queried at full resolution)",
                                 placeholder="first step")
     zoom_hi = z[1].number_input("To step", min_value=0, value=None, step=1, key="dyn_zoom_hi",
                                 placeholder="last step")
-    z[2].button("Full range", key="dyn_zoom_reset", on_click=_full_range)
+    z[2].button("Full range", key="dyn_zoom_reset",
+                on_click=lambda: st.session_state.update(dyn_zoom_lo=None, dyn_zoom_hi=None))
     first, last = api.step_bounds(svc, selected)
-    st.caption(f"Logged steps of the selected runs: {first}–{last}.")
-    st.caption("Within this range each run shows every logged point when they fit (600 per chart), else min/max "
-               "per bucket of one grid shared by all runs. Plotly's own drag-zoom only magnifies the points already "
-               "drawn: its zoom events cannot be read back from st.plotly_chart reliably, hence this control.")
-if zoom_lo is not None and zoom_hi is not None and zoom_lo > zoom_hi:
-    st.warning(f"'From step' ({zoom_lo}) is after 'To step' ({zoom_hi}): showing the full range.")
-    step_range = None
-else:
-    step_range = None if zoom_lo is None and zoom_hi is None else (zoom_lo, zoom_hi)
-zoom_text = "" if step_range is None else \
-    f" (zoom: steps {step_range[0] if step_range[0] is not None else 'start'}–" \
-    f"{step_range[1] if step_range[1] is not None else 'end'})"
+    st.caption(f"Logged steps of the selected runs: {first}–{last}. Within the range each run shows every logged "
+               "point when they fit (600 per chart), else min/max per bucket of one grid shared by all runs. "
+               "Plotly's own drag-zoom only magnifies the points already drawn (its zoom events cannot be read back "
+               "from st.plotly_chart reliably), hence this control.")
+step_range, zoom_text, zoom_problem = api.zoom_range(zoom_lo, zoom_hi)
+if zoom_problem:
+    st.warning(zoom_problem)
 
 if not selected:
     st.info("Select one or more runs above to draw their curves.")

@@ -10,11 +10,9 @@ facets = api.runs_facets(svc)
 if not facets["n_runs"]:
     st.info("No runs in this data folder yet. Start the demo on **Home** or queue runs on **Launch**.")
     st.stop()
-broken = api.runs_table(svc, status=["incompatible"], with_results=False) if "incompatible" in facets["status"] \
-    else None
-if broken is not None and not broken.empty:   # unreadable folders (e.g. a garbled config.json) stay listed to delete
-    st.warning(f"{len(broken)} run folder(s) cannot be read and are listed as *incompatible*: "
-               + api.md("; ".join(f"{r}: {e or 'unreadable'}" for r, e in zip(broken["run_id"], broken["error"])))
+if facets["incompatible"]:   # unreadable folders (e.g. a garbled config.json) stay listed so they can be deleted
+    st.warning(f"{len(facets['incompatible'])} run folder(s) cannot be read and are listed as *incompatible*: "
+               + api.md("; ".join(f"{r}: {e or 'unreadable'}" for r, e in facets["incompatible"].items()))
                + ". Fix the file by hand or select the run below and delete it.")
 
 c = st.columns([2, 2, 2, 2, 3])
@@ -35,8 +33,7 @@ if not total:
     st.info("No run matches these filters.")
     st.stop()
 n_pages = max(1, -(-total // page_size))
-if st.session_state.get("runs_page_no", 1) > n_pages:   # fewer pages after a filter change
-    st.session_state["runs_page_no"] = n_pages
+st.session_state["runs_page_no"] = min(st.session_state.get("runs_page_no", 1), n_pages)   # after a filter change
 page_no = int(c[3].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="runs_page_no"))
 
 
@@ -67,23 +64,19 @@ table_view()
 with st.expander("Group rows: mean, std and n per group (over all matching runs)",
                  expanded=bool(st.session_state.get("runs_group_by"))):
     g = st.columns([3, 2, 3])
-    by = g[0].multiselect("Group by", list(api.GROUP_KEYS), key="runs_group_by",
-                          placeholder="e.g. method and teacher")
+    by = g[0].multiselect("Group by", list(api.GROUP_KEYS), key="runs_group_by", placeholder="e.g. method, teacher")
     keys = g[1].text_input("Config keys", "", key="runs_group_keys", placeholder="optim.lr, teacher.beta",
                            help="Dotted config keys, comma-separated: each becomes a group column")
     choices = api.group_metrics(facets["eval_sets"])
     stat = g[2].selectbox("Statistic of each run's last value", list(choices), key="runs_group_metric")
-    by = by + [f"config.{k.strip()}" for k in keys.split(",") if k.strip()]
-    if not by:
-        st.caption("Choose columns or config keys to group the matching runs by.")
+    try:
+        groups = api.runs_groups(svc, by, choices[stat], config_keys=keys, **filters)
+    except ValueError as e:
+        st.error(api.md(e))
     else:
-        try:
-            groups = api.runs_groups(svc, by, choices[stat], **filters)
-        except ValueError as e:
-            st.error(api.md(e))
-        else:
-            st.dataframe(groups, hide_index=True, width="stretch", key="runs_groups_table")
-            st.caption(f"{stat}: runs = runs in the group, n = runs with a value, std = sample std (empty for n < 2).")
+        st.dataframe(groups, hide_index=True, width="stretch", key="runs_groups_table")
+        st.caption(f"{stat}: runs = runs in the group, n = runs with a value, std = sample std (empty for n < 2); "
+                   "no group column: one row over all matching runs.")
 
 on_page = st.session_state.get("runs_on_page", {})
 picked = [r for r in st.session_state.get("runs_selected", []) if r not in on_page]   # kept across pages

@@ -30,6 +30,20 @@ def smoothing_spec(kind: str, param: float) -> Smoothing | None:
     return Smoothing(kind, float(param))
 
 
+def smoothing_text(kind: str, param: float) -> str:
+    """The smoothing named for a chart title ("EMA (debiased) 0.6"); "" when off."""
+    return "" if smoothing_spec(kind, param) is None else f"{SMOOTHING_KINDS[kind][0]} {param:g}"
+
+
+def zoom_range(lo: int | None, hi: int | None) -> tuple[tuple[int | None, int | None] | None, str, str]:
+    """(step_range for the store or None for the full range, caption text, problem message or "")."""
+    if lo is None and hi is None:
+        return None, "", ""
+    if lo is not None and hi is not None and lo > hi:
+        return None, "", f"'From step' ({lo}) is after 'To step' ({hi}): showing the full range."
+    return (lo, hi), f" (zoom: steps {'start' if lo is None else lo}–{'end' if hi is None else hi})", ""
+
+
 def series_options(services: Services, run_ids: Sequence[str]) -> pd.DataFrame:
     """(name, context, label, unit, group, n_runs, n_points) present for the runs."""
     return services.store.series_catalog(list(run_ids)) if run_ids else pd.DataFrame(

@@ -101,7 +101,7 @@ THROUGHPUT = {"images_per_s": "images/s (train step)", "skipped_images": "skippe
 
 def runs_facets(services: Services) -> dict[str, list]:
     """Filter choices over every run (one store query, no labels or results): status, method, teacher, tags,
-    eval sets (from the configs) and the number of runs."""
+    eval sets (from the configs), the incompatible folders (run id -> reason) and the number of runs."""
     runs = services.store.list_runs()
     sets = set()
     for c in runs.get("config", []):
@@ -110,7 +110,9 @@ def runs_facets(services: Services) -> dict[str, list]:
             sets.update(str(d) for d in (data.get("eval_sets") or []) if isinstance(d, str))
             sets.update([str(data["train_set"])] if isinstance(data.get("train_set"), str) else [])
     col = lambda k: sorted(runs[k].dropna().astype(str).unique()) if k in runs else []  # noqa: E731
+    bad = runs[runs["status"] == schema.INCOMPATIBLE] if "status" in runs else runs.iloc[:0]
     return {"status": col("status"), "method": col("method"), "teacher": col("teacher"), "eval_sets": sorted(sets),
+            "incompatible": dict(zip(bad.get("run_id", []), bad.get("error", []))),
             "tags": sorted({t for ts in runs.get("tags", []) for t in (list(ts) if ts is not None else [])}),
             "n_runs": len(runs)}
 
@@ -146,11 +148,14 @@ def group_metrics(eval_sets) -> dict[str, tuple[str, tuple[str, str]]]:
     return out
 
 
-def runs_groups(services: Services, by, metric: tuple[str, tuple[str, str]], *, status=None, method=None,
-                teacher=None, tags=None, name_contains: str | None = None, config=None) -> pd.DataFrame:
+def runs_groups(services: Services, by, metric: tuple[str, tuple[str, str]], *, config_keys: str = "",
+                status=None, method=None, teacher=None, tags=None, name_contains: str | None = None,
+                config=None) -> pd.DataFrame:
     """Group rows over *all* matching runs (store.runs_groups, in SQL): the group keys, runs, n (runs with a
     value), mean, std (sample), min, max of each run's last value of ``metric`` (from :func:`group_metrics`).
-    ``by``: columns of ``GROUP_KEYS`` or ``config.<dotted key>``."""
+    ``by``: columns of ``GROUP_KEYS`` or ``config.<dotted key>``; ``config_keys``: more dotted keys, comma-separated
+    (a malformed key raises ValueError naming it). No group column: one row over all matching runs."""
+    by = [*by, *(f"config.{k.strip()}" for k in config_keys.split(",") if k.strip())]
     kind, key = metric
     filters = {k: v or None for k, v in dict(status=status, method=method, teacher=teacher, tags=tags,
                                              name_contains=name_contains).items()}
