@@ -34,7 +34,7 @@ if not total:
     st.stop()
 n_pages = max(1, -(-total // page_size))
 st.session_state["runs_page_no"] = min(st.session_state.get("runs_page_no", 1), n_pages)   # after a filter change
-page_no = int(c[3].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="runs_page_no"))
+page_no = int(c[3].number_input(f"Page (of {n_pages})", 1, n_pages, key="runs_page_no"))
 
 
 @st.fragment(run_every=3 if facets["status"] and {"queued", "running"} & set(facets["status"]) else None)
@@ -44,17 +44,15 @@ def table_view() -> None:
                             pick=pick or "last", **filters)
     results = [c for c in api.RESULT_DIRECTIONS if c in page]
     table = page.assign(tags=page["tags"].map(lambda t: ", ".join(t) if t is not None else ""))
-    first = (page_no - 1) * page_size + 1
-    st.caption(f"Runs {first}–{first + len(page) - 1} of {n} (page {page_no} of {max(1, -(-n // page_size))}; "
-               "filtered, sorted and paged in the store)")
+    st.caption(api.page_caption(page_no, page_size, len(page), n))
     config = {"label": "run", "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
                                                                           format="percent"),
               "images_per_s": st.column_config.NumberColumn(api.THROUGHPUT["images_per_s"], format="%.1f",
                                                             help="global batch / step time, data waits included"),
               "skipped_images": st.column_config.NumberColumn(api.THROUGHPUT["skipped_images"],
                                                               help="train images that could not be decoded")}
-    st.dataframe(table[["label", "status", "strategy", "method", "teacher", "seed", "tags", "progress", *results,
-                        *api.THROUGHPUT, "device", "run_id"]],
+    st.dataframe(table[["label", "status", "strategy", "method", "teacher", "seed", "tags", "progress", *api.THROUGHPUT,
+                        *results, "device", "run_id"]],
                  hide_index=True, width="stretch", column_config=config, key="runs_table")
     st.session_state["runs_on_page"] = dict(zip(page["run_id"], page["label"] + " (" + page["status"] + ")"))
 
@@ -70,13 +68,15 @@ with st.expander("Group rows: mean, std and n per group (over all matching runs)
     choices = api.group_metrics(facets["eval_sets"])
     stat = g[2].selectbox("Statistic of each run's last value", list(choices), key="runs_group_metric")
     try:
-        groups = api.runs_groups(svc, by, choices[stat], config_keys=keys, **filters)
+        groups = api.runs_groups(svc, by, choices[stat], config_keys=keys, **filters) if by or keys.strip() else None
     except ValueError as e:
         st.error(api.md(e))
     else:
-        st.dataframe(groups, hide_index=True, width="stretch", key="runs_groups_table")
-        st.caption(f"{stat}: runs = runs in the group, n = runs with a value, std = sample std (empty for n < 2); "
-                   "no group column: one row over all matching runs.")
+        if groups is None:
+            st.caption("Choose group columns or config keys: one row per group of all matching runs.")
+        else:
+            st.dataframe(groups, hide_index=True, width="stretch", key="runs_groups_table")
+            st.caption(f"{stat}: runs = runs in the group, n = runs with a value, std = sample std (empty for n < 2).")
 
 on_page = st.session_state.get("runs_on_page", {})
 picked = [r for r in st.session_state.get("runs_selected", []) if r not in on_page]   # kept across pages

@@ -40,12 +40,14 @@ from .report import html_report
 from .representations import SIM_KINDS, SIM_PAIRS, default_comparison, similarity_frame
 from .robustness import robustness_table, wise_curve_frame
 from .runs import (GROUP_KEYS, PAGE_SORTS, RESULT_DIRECTIONS, THROUGHPUT, cancel_run, config_diff, delete_run,
-                   export_zip, group_metrics, jobs_table, rename_run, runs_facets, runs_groups, runs_page, runs_table,
-                   set_tags, summary_table)
+                   export_zip, group_metrics, jobs_table, page_caption, rename_run, runs_facets, runs_groups,
+                   runs_page, runs_table, set_tags, summary_table)
 
 __all__ = [
-    "ATTR_METHODS", "BAND_CENTERS", "BAND_SPREADS", "SMOOTHING_KINDS", "smoothing_spec", "smoothing_text", "step_bounds", "zoom_range",
-    "GROUP_KEYS", "PAGE_SORTS", "THROUGHPUT", "group_metrics", "runs_facets", "runs_groups", "runs_page", "AttributionResult", "CAL_METRICS", "CheckpointModels", "ConfigError", "DEMO_ENV",
+    "ATTR_METHODS", "BAND_CENTERS", "BAND_SPREADS", "SMOOTHING_KINDS", "smoothing_spec", "smoothing_text",
+    "step_bounds", "zoom_range",
+    "GROUP_KEYS", "PAGE_SORTS", "THROUGHPUT", "group_metrics", "page_caption", "runs_facets", "runs_groups",
+    "runs_page", "AttributionResult", "CAL_METRICS", "CheckpointModels", "ConfigError", "DEMO_ENV",
     "DEMO_OVERRIDES", "DEMO_PRESETS", "FORM_KEYS", "KernelView", "MAX_SWEEP", "METHODS", "METHOD_LABELS",
     "NO_CHECKPOINT", "RESULT_DIRECTIONS", "RunConfig", "SIM_KINDS", "SIM_PAIRS", "Services", "StoreError",
     "TEACHER_HELP", "TEACHER_KINDS", "TEACHER_LABELS", "TEACHER_PANELS", "analysis_runs", "attribution_maps",

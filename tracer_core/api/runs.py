@@ -138,6 +138,13 @@ def runs_page(services: Services, *, page: int = 1, page_size: int = 50, sort_by
     return df.reset_index(drop=True), int(total)
 
 
+def page_caption(page_no: int, page_size: int, shown: int, total: int) -> str:
+    """"Runs 26–50 of 123 (page 2 of 5; ...)" for the Runs table."""
+    first = (page_no - 1) * page_size + 1
+    return (f"Runs {first}–{first + shown - 1} of {total} (page {page_no} of {max(1, -(-total // page_size))}; "
+            "filtered, sorted and paged in the store)")
+
+
 def group_metrics(eval_sets) -> dict[str, tuple[str, tuple[str, str]]]:
     """Choices for the group rows' statistic: label -> ("eval" | "series", (dataset, metric) | (name, context))."""
     out = {f"accuracy on {d}": ("eval", (d, "accuracy")) for d in eval_sets}

@@ -69,6 +69,7 @@ def band_figure(frame: pd.DataFrame, name: str, context: str = "", *, log_y: boo
     std | sem | ci95 | minmax) were computed by the store on the runs interpolated onto one grid."""
     meta = series_meta(name)
     title = title or f"{series_label(name, context)} — {center} over seeds"
+    title = f"{title}, {SPREAD_TEXT.get(spread, spread)}"
     y_title = axis_title(meta.label, meta.unit)
     log_y = meta.log_scale if log_y is None else log_y
     if frame.empty:
@@ -93,8 +94,7 @@ def band_figure(frame: pd.DataFrame, name: str, context: str = "", *, log_y: boo
                                  meta={"group": str(gid), "strategy": str(strategy)},
                                  line=dict(color=colour, width=2),
                                  hovertemplate=f"{label}<br>step %{{x}}<br>{center} %{{y:.4g}}<extra></extra>"))
-    layout(fig, f"{title} ({SPREAD_TEXT.get(spread, spread)} over seeds)", STEP_AXIS, y_title, log_y=log_y,
-           height=height)
+    layout(fig, title, STEP_AXIS, y_title, log_y=log_y, height=height)
     fig.update_layout(legend_title_text="seed group")
     return fig
 
