@@ -22,21 +22,53 @@ st.session_state["dyn_runs"] = api.keep_valid(handoff if handoff is not None els
 selected = st.multiselect("Runs", list(labels), format_func=labels.get, key="dyn_runs",
                           placeholder="Choose runs to compare")
 
-c = st.columns([3, 3, 2])
+c = st.columns([3, 2, 2, 2])
 context = c[0].radio("Direction", ["combined", "img", "text"], horizontal=True, key="dyn_context",
                      format_func={"combined": "mean of both", "img": "image→text", "text": "text→image"}.get,
                      help="Teacher statistics per direction; top-5 alignment is per direction only")
-smoothing = c[1].slider("Smoothing (debiased EMA)", 0.0, 0.99, 0.6, 0.01, key="dyn_smoothing",
-                        help="Raw series stay visible as faint lines")
+kinds = api.SMOOTHING_KINDS
+kind = c[1].selectbox("Smoothing", list(kinds), format_func=lambda k: kinds[k][0], key="dyn_smooth_kind",
+                      help="Computed by the store on each full logged series (not on the points shown), so the "
+                           "curve does not depend on the zoom or the number of points; raw series stay faint")
+_, p_label, p_lo, p_hi, p_default, p_step = kinds[kind]
+param = c[2].slider(p_label, 0.0, 0.99, p_default, 0.01, key="dyn_smoothing") if kind == "ema" else \
+    c[2].number_input(p_label, p_lo, p_hi, p_default, p_step, key=f"dyn_smooth_{kind}") if kind != "off" else 0.0
+smoothing, smoothing_text = api.smoothing_spec(kind, param), api.smoothing_text(kind, param)
 loss_terms = api.series_options(svc, selected)
 loss_terms = sorted(loss_terms.loc[loss_terms["name"] == "loss", "context"].tolist()) or ["total"]
-loss_ctx = c[2].selectbox("Loss term", loss_terms, index=loss_terms.index("total") if "total" in loss_terms else 0,
+loss_ctx = c[3].selectbox("Loss term", loss_terms, index=loss_terms.index("total") if "total" in loss_terms else 0,
                           key="dyn_loss")
-c = st.columns([1, 1, 2])
+c = st.columns([2, 2, 2, 2, 2, 1])
 log_y = c[0].toggle("Log scale (all charts)", value=False, key="dyn_log",
                     help="Off: each series uses its default scale (KL is logarithmic)")
 grouped = c[1].toggle("Seed groups as bands", value=False, key="dyn_groups",
-                      help="Runs that differ only in the seed: mean line with a ± 1 std band")
+                      help="Runs that differ only in the seed: one line and a band, runs interpolated onto one grid")
+center, spread = "mean", "std"
+if grouped:
+    center = c[2].radio("Band line", list(api.BAND_CENTERS), horizontal=True, key="dyn_band_center")
+    spread = c[3].selectbox("Band", list(api.BAND_SPREADS), format_func=api.BAND_SPREADS.get, key="dyn_band_spread",
+                            help="std: sample std over seeds; standard error: std/√n; 95 % CI: t-interval of "
+                                 "the mean; min–max: range over seeds")
+
+
+with st.expander("Zoom: step range (re-queried at full resolution)",
+                 expanded=st.session_state.get("dyn_zoom_lo") is not None
+                 or st.session_state.get("dyn_zoom_hi") is not None):
+    z = st.columns([2, 2, 1])
+    zoom_lo = z[0].number_input("From step", min_value=0, value=None, step=1, key="dyn_zoom_lo",
+                                placeholder="first step")
+    zoom_hi = z[1].number_input("To step", min_value=0, value=None, step=1, key="dyn_zoom_hi",
+                                placeholder="last step")
+    z[2].button("Full range", key="dyn_zoom_reset",
+                on_click=lambda: st.session_state.update(dyn_zoom_lo=None, dyn_zoom_hi=None))
+    first, last = api.step_bounds(svc, selected)
+    st.caption(f"Logged steps of the selected runs: {first}–{last}. Within the range each run shows every logged "
+               "point when they fit (600 per chart), else min/max per bucket of one grid shared by all runs. "
+               "Plotly's own drag-zoom only magnifies the points already drawn (its zoom events cannot be read back "
+               "from st.plotly_chart reliably), hence this control.")
+step_range, zoom_text, zoom_problem = api.zoom_range(zoom_lo, zoom_hi)
+if zoom_problem:
+    st.warning(zoom_problem)
 
 if not selected:
     st.info("Select one or more runs above to draw their curves.")
@@ -67,9 +99,10 @@ def progress_ui(live) -> None:
 def panel_ui(frames, name, ctx) -> None:
     frame = frames[(name, ctx)]
     if grouped:
-        band = api.band_frame(svc, selected, name, ctx)
+        band = api.band_frame(svc, selected, name, ctx, center=center, spread=spread, smoothing=smoothing,
+                              step_range=step_range)
         if not band.empty:
-            st.plotly_chart(charts.band_figure(band, name, ctx, smoothing=smoothing, log_y=log_y or None),
+            st.plotly_chart(charts.band_figure(band, name, ctx, center=center, spread=spread, log_y=log_y or None),
                             key=f"dyn_chart_band_{name}", width="stretch")
             return
     if frame.empty:
@@ -80,7 +113,8 @@ def panel_ui(frames, name, ctx) -> None:
                else "no points logged yet.")
         st.info(f"**{charts.series_label(name, ctx)}**: {msg}")
         return
-    st.plotly_chart(charts.series_figure(frame, name, ctx, smoothing=smoothing, log_y=log_y or None),
+    st.plotly_chart(charts.series_figure(frame, name, ctx, log_y=log_y or None,
+                                         smoothing_label=smoothing_text),
                     key=f"dyn_chart_{name}", width="stretch")
 
 
@@ -90,10 +124,10 @@ def live_view() -> None:
         live = api.runs_table(svc, run_ids=selected, with_results=False)
         with st.container():     # one block: a changing number of progress rows never shifts the charts below
             progress_ui(live)
-        frames = api.live_frames(svc, selected, panels)
+        frames = api.live_frames(svc, selected, panels, smoothing=smoothing, step_range=step_range)
         n_points = int(frames[panels[0]].shape[0])
         st.caption(f"{f'Live: refreshing every {every} s' if active else 'Finished runs'} · "
-                   f"{n_points} points in the KL chart · steps up to "
+                   f"{n_points} points in the KL chart{zoom_text} · steps up to "
                    f"{0 if live.empty else int(live['steps_done'].fillna(0).max())}")
         for i in range(0, len(panels), 2):
             cols = st.columns(2)

@@ -6,55 +6,84 @@ import tracer_core.api as api
 svc: api.Services = st.session_state["svc"]
 st.title("Runs")
 
-every = api.runs_table(svc, with_results=False)
-if every.empty:
+facets = api.runs_facets(svc)
+if not facets["n_runs"]:
     st.info("No runs in this data folder yet. Start the demo on **Home** or queue runs on **Launch**.")
     st.stop()
-broken = every[every["status"] == "incompatible"]
-if not broken.empty:     # unreadable folders (e.g. a garbled config.json) stay listed so they can be deleted
-    st.warning(f"{len(broken)} run folder(s) cannot be read and are listed as *incompatible*: "
-               + api.md("; ".join(f"{r}: {e or 'unreadable'}" for r, e in zip(broken["run_id"], broken["error"])))
+if facets["incompatible"]:   # unreadable folders (e.g. a garbled config.json) stay listed so they can be deleted
+    st.warning(f"{len(facets['incompatible'])} run folder(s) cannot be read and are listed as *incompatible*: "
+               + api.md("; ".join(f"{r}: {e or 'unreadable'}" for r, e in facets["incompatible"].items()))
                + ". Fix the file by hand or select the run below and delete it.")
 
 c = st.columns([2, 2, 2, 2, 3])
-status = c[0].multiselect("Status", sorted(every["status"].dropna().unique()), key="runs_status")
-method = c[1].multiselect("Method", sorted(every["method"].dropna().unique()), key="runs_method")
-teacher = c[2].multiselect("Teacher", sorted(every["teacher"].dropna().unique()), key="runs_teacher")
-all_tags = sorted({t for ts in every["tags"] for t in (list(ts) if ts is not None else [])})
-tags = c[3].multiselect("Tags (all of)", all_tags, key="runs_tags")
+status = c[0].multiselect("Status", facets["status"], key="runs_status")
+method = c[1].multiselect("Method", facets["method"], key="runs_method")
+teacher = c[2].multiselect("Teacher", facets["teacher"], key="runs_teacher")
+tags = c[3].multiselect("Tags (all of)", facets["tags"], key="runs_tags")
 name = c[4].text_input("Name contains", "", key="runs_name")
-c = st.columns([2, 2, 3])
-group = c[0].segmented_control("Group by", ["none", "strategy", "tags"], default="none", key="runs_group")
-pick = c[1].segmented_control("Accuracy and ECE from", ["last", "best"], default="last", key="runs_pick",
+filters = dict(status=status, method=method, teacher=teacher, tags=tags, name_contains=name)
+c = st.columns([2, 1, 1, 1, 2])
+sort_by = c[0].selectbox("Sort by", list(api.PAGE_SORTS), format_func=api.PAGE_SORTS.get, key="runs_sort")
+descending = c[1].toggle("Descending", value=True, key="runs_desc")
+page_size = c[2].selectbox("Rows per page", [25, 50, 100, 200], index=1, key="runs_page_size")
+pick = c[4].segmented_control("Accuracy and ECE from", ["last", "best"], default="last", key="runs_pick",
                               help="last: the final evaluation; best: the best evaluation over training")
-runs = api.runs_table(svc, status=status, method=method, teacher=teacher, tags=tags, name_contains=name,
-                      with_results=False)
-if runs.empty:
+_, total = api.runs_page(svc, page=1, page_size=1, with_results=False, **filters)
+if not total:
     st.info("No run matches these filters.")
     st.stop()
+n_pages = max(1, -(-total // page_size))
+st.session_state["runs_page_no"] = min(st.session_state.get("runs_page_no", 1), n_pages)   # after a filter change
+page_no = int(c[3].number_input(f"Page (of {n_pages})", 1, n_pages, key="runs_page_no"))
 
 
-@st.fragment(run_every=3 if runs["status"].isin(["queued", "running"]).any() else None)
+@st.fragment(run_every=3 if facets["status"] and {"queued", "running"} & set(facets["status"]) else None)
 def table_view() -> None:
-    """The table refreshes itself while runs train (progress, new results)."""
-    fresh = api.runs_table(svc, run_ids=runs["run_id"].tolist(), pick=pick or "last")
-    results = [c for c in api.RESULT_DIRECTIONS if c in fresh]
-    table = fresh.assign(tags=fresh["tags"].map(lambda t: ", ".join(t) if t is not None else ""))
-    if group in ("strategy", "tags"):
-        agg = table.groupby(group)[results].agg(["mean", "count"])
-        st.caption(f"Mean key results per {group} (count = runs with a value)")
-        st.dataframe(agg, width="stretch")
+    """One page, filtered/sorted/paged in the store; refreshes itself while runs train (progress, results)."""
+    page, n = api.runs_page(svc, page=page_no, page_size=page_size, sort_by=sort_by, descending=descending,
+                            pick=pick or "last", **filters)
+    results = [c for c in api.RESULT_DIRECTIONS if c in page]
+    table = page.assign(tags=page["tags"].map(lambda t: ", ".join(t) if t is not None else ""))
+    st.caption(api.page_caption(page_no, page_size, len(page), n))
     config = {"label": "run", "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
-                                                                          format="percent")}
-    st.dataframe(table[["label", "status", "strategy", "method", "teacher", "seed", "tags", "progress", *results,
-                        "device", "run_id"]],
-                 hide_index=True, width="stretch", column_config=config)
+                                                                          format="percent"),
+              "images_per_s": st.column_config.NumberColumn(api.THROUGHPUT["images_per_s"], format="%.1f",
+                                                            help="global batch / step time, data waits included"),
+              "skipped_images": st.column_config.NumberColumn(api.THROUGHPUT["skipped_images"],
+                                                              help="train images that could not be decoded")}
+    st.dataframe(table[["label", "status", "strategy", "method", "teacher", "seed", "tags", "progress", *api.THROUGHPUT,
+                        *results, "device", "run_id"]],
+                 hide_index=True, width="stretch", column_config=config, key="runs_table")
+    st.session_state["runs_on_page"] = dict(zip(page["run_id"], page["label"] + " (" + page["status"] + ")"))
 
 
 table_view()
+
+with st.expander("Group rows: mean, std and n per group (over all matching runs)",
+                 expanded=bool(st.session_state.get("runs_group_by"))):
+    g = st.columns([3, 2, 3])
+    by = g[0].multiselect("Group by", list(api.GROUP_KEYS), key="runs_group_by", placeholder="e.g. method, teacher")
+    keys = g[1].text_input("Config keys", "", key="runs_group_keys", placeholder="optim.lr, teacher.beta",
+                           help="Dotted config keys, comma-separated: each becomes a group column")
+    choices = api.group_metrics(facets["eval_sets"])
+    stat = g[2].selectbox("Statistic of each run's last value", list(choices), key="runs_group_metric")
+    try:
+        groups = api.runs_groups(svc, by, choices[stat], config_keys=keys, **filters) if by or keys.strip() else None
+    except ValueError as e:
+        st.error(api.md(e))
+    else:
+        if groups is None:
+            st.caption("Choose group columns or config keys: one row per group of all matching runs.")
+        else:
+            st.dataframe(groups, hide_index=True, width="stretch", key="runs_groups_table")
+            st.caption(f"{stat}: runs = runs in the group, n = runs with a value, std = sample std (empty for n < 2).")
+
+on_page = st.session_state.get("runs_on_page", {})
+picked = [r for r in st.session_state.get("runs_selected", []) if r not in on_page]   # kept across pages
+runs = api.runs_table(svc, run_ids=[*on_page, *picked], with_results=False)
 labels = dict(zip(runs["run_id"], runs["label"] + " (" + runs["status"] + ")"))
 selected = st.multiselect("Selected runs", list(labels), format_func=labels.get, key="runs_selected",
-                          placeholder="Select runs to act on, compare or export")
+                          placeholder="Select runs to act on, compare or export (this page's runs and earlier picks)")
 if not selected:
     st.caption("Select runs above to cancel, rename, tag, delete, diff their configs or export them.")
     st.stop()

@@ -34,15 +34,20 @@ from .common import (METHOD_LABELS, TEACHER_HELP, TEACHER_LABELS, Services, data
 from .kernel import KernelView, kernel_view
 from .launch import (DEMO_ENV, DEMO_OVERRIDES, DEMO_PRESETS, FORM_KEYS, MAX_SWEEP, build_config, demo_configs,
                      form_values, list_datasets, parse_list, presets, start_demo, submit_runs, sweep_configs)
-from .live import TEACHER_PANELS, band_frame, eval_frame, live_frames, series_options
+from .live import (BAND_CENTERS, BAND_SPREADS, SMOOTHING_KINDS, TEACHER_PANELS, band_frame, eval_frame, live_frames,
+                   series_options, smoothing_spec, smoothing_text, step_bounds, zoom_range)
 from .report import html_report
 from .representations import SIM_KINDS, SIM_PAIRS, default_comparison, similarity_frame
 from .robustness import robustness_table, wise_curve_frame
-from .runs import (RESULT_DIRECTIONS, cancel_run, config_diff, delete_run, export_zip, jobs_table, rename_run,
-                   runs_table, set_tags, summary_table)
+from .runs import (GROUP_KEYS, PAGE_SORTS, RESULT_DIRECTIONS, THROUGHPUT, cancel_run, config_diff, delete_run,
+                   export_zip, group_metrics, jobs_table, page_caption, rename_run, runs_facets, runs_groups,
+                   runs_page, runs_table, set_tags, summary_table)
 
 __all__ = [
-    "ATTR_METHODS", "AttributionResult", "CAL_METRICS", "CheckpointModels", "ConfigError", "DEMO_ENV",
+    "ATTR_METHODS", "BAND_CENTERS", "BAND_SPREADS", "SMOOTHING_KINDS", "smoothing_spec", "smoothing_text",
+    "step_bounds", "zoom_range",
+    "GROUP_KEYS", "PAGE_SORTS", "THROUGHPUT", "group_metrics", "page_caption", "runs_facets", "runs_groups",
+    "runs_page", "AttributionResult", "CAL_METRICS", "CheckpointModels", "ConfigError", "DEMO_ENV",
     "DEMO_OVERRIDES", "DEMO_PRESETS", "FORM_KEYS", "KernelView", "MAX_SWEEP", "METHODS", "METHOD_LABELS",
     "NO_CHECKPOINT", "RESULT_DIRECTIONS", "RunConfig", "SIM_KINDS", "SIM_PAIRS", "Services", "StoreError",
     "TEACHER_HELP", "TEACHER_KINDS", "TEACHER_LABELS", "TEACHER_PANELS", "analysis_runs", "attribution_maps",

@@ -10,7 +10,7 @@ import pandas as pd
 
 from tracer_core.store import schema
 
-from .common import Services, id_set, run_labels, runs_frame
+from .common import Services, id_set, run_config, run_labels, runs_frame, strategy
 
 def jobs_table(services: Services) -> pd.DataFrame:
     """Queued and running runs of this data folder with progress and ETA (seconds)."""
@@ -90,6 +90,85 @@ def summary_table(services: Services, run_ids: Sequence[str], pick: str = "last"
     res = _key_results(services, runs, pick).merge(runs[["run_id", "label", "strategy", "status"]], on="run_id")
     res = res.set_index("label")[["strategy", "status", *RESULT_DIRECTIONS]]
     return res, RESULT_DIRECTIONS
+
+
+PAGE_SORTS = {"created": "created", "name": "name", "status": "status", "method": "method", "teacher": "teacher",
+              "seed": "seed", "steps_done": "steps done", "images_per_s": "images/s", "skipped_images": "skipped images",
+              "run_id": "run id"}
+GROUP_KEYS = ("method", "teacher", "preset", "seed", "status", "device")
+THROUGHPUT = {"images_per_s": "images/s (train step)", "skipped_images": "skipped images"}
+
+
+def runs_facets(services: Services) -> dict[str, list]:
+    """Filter choices over every run (one store query, no labels or results): status, method, teacher, tags,
+    eval sets (from the configs), the incompatible folders (run id -> reason) and the number of runs."""
+    runs = services.store.list_runs()
+    sets = set()
+    for c in runs.get("config", []):
+        data = run_config(c).get("data", {})
+        if isinstance(data, dict):
+            sets.update(str(d) for d in (data.get("eval_sets") or []) if isinstance(d, str))
+            sets.update([str(data["train_set"])] if isinstance(data.get("train_set"), str) else [])
+    col = lambda k: sorted(runs[k].dropna().astype(str).unique()) if k in runs else []  # noqa: E731
+    bad = runs[runs["status"] == schema.INCOMPATIBLE] if "status" in runs else runs.iloc[:0]
+    return {"status": col("status"), "method": col("method"), "teacher": col("teacher"), "eval_sets": sorted(sets),
+            "incompatible": dict(zip(bad.get("run_id", []), bad.get("error", []))),
+            "tags": sorted({t for ts in runs.get("tags", []) for t in (list(ts) if ts is not None else [])}),
+            "n_runs": len(runs)}
+
+
+def runs_page(services: Services, *, page: int = 1, page_size: int = 50, sort_by: str = "created",
+              descending: bool = True, pick: str = "last", with_results: bool = True, status=None, method=None,
+              teacher=None, tags=None, name_contains: str | None = None, config=None) -> tuple[pd.DataFrame, int]:
+    """``(one page of the Runs table, number of runs matching the filters)``, filtered, sorted and paged in the
+    store (store.runs_page), so the cost does not grow with the number of runs; key results, images/s of
+    the training step and skipped (unreadable) images for the page's runs only. ``page`` counts from 1."""
+    filters = {k: v or None for k, v in dict(status=status, method=method, teacher=teacher, tags=tags,
+                                             name_contains=name_contains).items()}
+    df, total = services.store.runs_page(sort_by=sort_by, descending=descending, offset=(max(int(page), 1) - 1)
+                                         * int(page_size), limit=int(page_size), config=config or None, **filters)
+    if not df.empty:
+        df["label"] = run_labels(df).to_numpy()
+        df["strategy"] = [strategy(m, t) for m, t in zip(df["method"], df["teacher"])]
+    cols = ["run_id", "label", "name", "status", "strategy", "method", "teacher", "seed", "tags", "step",
+            "steps_done", "total", "progress", "eta_s", "created", "error", "config", "device", *THROUGHPUT]
+    df = df.reindex(columns=cols).astype({"images_per_s": "float64"})
+    if with_results and not df.empty:
+        df = df.merge(_key_results(services, df, pick), on="run_id", how="left")
+    return df.reset_index(drop=True), int(total)
+
+
+def page_caption(page_no: int, page_size: int, shown: int, total: int) -> str:
+    """"Runs 26–50 of 123 (page 2 of 5; ...)" for the Runs table."""
+    first = (page_no - 1) * page_size + 1
+    return (f"Runs {first}–{first + shown - 1} of {total} (page {page_no} of {max(1, -(-total // page_size))}; "
+            "filtered, sorted and paged in the store)")
+
+
+def group_metrics(eval_sets) -> dict[str, tuple[str, tuple[str, str]]]:
+    """Choices for the group rows' statistic: label -> ("eval" | "series", (dataset, metric) | (name, context))."""
+    out = {f"accuracy on {d}": ("eval", (d, "accuracy")) for d in eval_sets}
+    out.update({f"ECE on {d}": ("eval", (d, "ece")) for d in eval_sets})
+    out.update({"images/s (train step, last logged)": ("series", ("images_per_s", "")),
+                "final loss (total)": ("series", ("loss", "total")),
+                "skipped images (train)": ("series", ("skipped_images", "train"))})
+    return out
+
+
+def runs_groups(services: Services, by, metric: tuple[str, tuple[str, str]], *, config_keys: str = "",
+                status=None, method=None, teacher=None, tags=None, name_contains: str | None = None,
+                config=None) -> pd.DataFrame:
+    """Group rows over *all* matching runs (store.runs_groups, in SQL): the group keys, runs, n (runs with a
+    value), mean, std (sample), min, max of each run's last value of ``metric`` (from :func:`group_metrics`).
+    ``by``: columns of ``GROUP_KEYS`` or ``config.<dotted key>``; ``config_keys``: more dotted keys, comma-separated
+    (a malformed key raises ValueError naming it). No group column: one row over all matching runs."""
+    by = [*by, *(f"config.{k.strip()}" for k in config_keys.split(",") if k.strip())]
+    kind, key = metric
+    filters = {k: v or None for k, v in dict(status=status, method=method, teacher=teacher, tags=tags,
+                                             name_contains=name_contains).items()}
+    arg = {"eval_metric": tuple(key)} if kind == "eval" else {"series_metric": tuple(key)}
+    df = services.store.runs_groups(by=list(by), config=config or None, **arg, **filters)
+    return df.drop(columns=["run_ids"], errors="ignore").rename(columns={"n_runs": "runs"})
 
 
 def rename_run(services: Services, run_id: str, name: str) -> None:

@@ -13,14 +13,16 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .common import (DASHES, FALLBACK, STEP_AXIS, axis_title, bounded_range, empty_figure, eval_metric_meta,
-                     layout, plain, rgba, series_label, series_meta, smooth, strategy_colours)
+                     layout, plain, rgba, series_label, series_meta, strategy_colours)
 
 
-def series_figure(frame: pd.DataFrame, name: str, context: str = "", *, smoothing: float = 0.0,
-                  log_y: bool | None = None, title: str | None = None, height: int = 380) -> go.Figure:
-    """Runs overlaid for one series. ``frame``: run_id, label, strategy, teacher, step, value.
+def series_figure(frame: pd.DataFrame, name: str, context: str = "", *, log_y: bool | None = None,
+                  title: str | None = None, height: int = 380, smoothing_label: str = "") -> go.Figure:
+    """Runs overlaid for one series. ``frame``: run_id, label, strategy, teacher, step, value[, smoothed].
 
-    With smoothing > 0 the raw trace is drawn faint behind the debiased-EMA curve of the same colour.
+    ``smoothed`` is the store's smoothing of each *full* logged series at these steps (never recomputed
+    here from the downsampled points); where it differs from ``value`` the raw trace is drawn faint behind
+    the smoothed curve of the same colour. ``smoothing_label`` (e.g. "EMA 0.6") goes into the title.
     """
     meta = series_meta(name)
     title = title or series_label(name, context)
@@ -29,6 +31,8 @@ def series_figure(frame: pd.DataFrame, name: str, context: str = "", *, smoothin
     if frame.empty:
         return empty_figure(title, "No points yet for this series.", y_title=y_title)
     colours = strategy_colours(frame)
+    smoothed = "smoothed" in frame and not np.allclose(frame["smoothed"].to_numpy(np.float64),
+                                                       frame["value"].to_numpy(np.float64), equal_nan=True)
     fig = go.Figure()
     dash_of: dict[str, int] = {}
     for run_id, g in frame.sort_values(["run_id", "step"]).groupby("run_id", sort=False):
@@ -38,27 +42,34 @@ def series_figure(frame: pd.DataFrame, name: str, context: str = "", *, smoothin
         label = plain(g["label"].iloc[0] if "label" in g else run_id)
         x = g["step"].tolist()
         y = g["value"].to_numpy(np.float64)
-        if smoothing > 0:
+        if smoothed:
             fig.add_trace(go.Scatter(x=x, y=y.tolist(), mode="lines", name=f"{label} (raw)", legendgroup=str(run_id),
                                      showlegend=False, hoverinfo="skip", opacity=0.25,
                                      line=dict(color=colour, width=1, dash=DASHES[k % len(DASHES)])))
-            y = smooth(y, smoothing)
+            y = g["smoothed"].to_numpy(np.float64)
         fig.add_trace(go.Scatter(x=x, y=y.tolist(), mode="lines+markers" if len(x) < 3 else "lines", name=label,
                                  legendgroup=str(run_id), meta={"run_id": str(run_id), "strategy": str(strategy)},
                                  line=dict(color=colour, width=2, dash=DASHES[k % len(DASHES)]),
                                  hovertemplate=f"{label}<br>step %{{x}}<br>{meta.label} %{{y:.4g}}<extra></extra>"))
+    if smoothed and smoothing_label:
+        title = f"{title} ({plain(smoothing_label)}; raw faint)"
     layout(fig, title, STEP_AXIS, y_title, log_y=log_y,
-            y_range=bounded_range(meta, frame["value"].to_numpy(np.float64)), height=height)
+           y_range=bounded_range(meta, frame["value"].to_numpy(np.float64)), height=height)
     return fig
 
 
-def band_figure(frame: pd.DataFrame, name: str, context: str = "", *, smoothing: float = 0.0,
-                log_y: bool | None = None, band: str = "std", title: str | None = None,
+SPREAD_TEXT = {"std": "± 1 std", "sem": "± standard error", "ci95": "95 % CI", "minmax": "min–max"}
+
+
+def band_figure(frame: pd.DataFrame, name: str, context: str = "", *, log_y: bool | None = None,
+                center: str = "mean", spread: str = "std", title: str | None = None,
                 height: int = 380) -> go.Figure:
-    """Seed groups as mean line + shaded band. ``frame``: group, label, strategy, teacher, step, mean, std,
-    lo, hi, n. ``band``: "std" (mean ± 1 sample std) or "minmax" (range over seeds)."""
+    """Seed groups as a centre line + shaded band. ``frame`` (store.band + group labels): group, label,
+    strategy, teacher, step, center, lo, hi, n, ... — the centre (mean | median) and the band (``spread``:
+    std | sem | ci95 | minmax) were computed by the store on the runs interpolated onto one grid."""
     meta = series_meta(name)
-    title = title or f"{series_label(name, context)} — mean over seeds"
+    title = title or f"{series_label(name, context)} — {center} over seeds"
+    title = f"{title}, {SPREAD_TEXT.get(spread, spread)}"
     y_title = axis_title(meta.label, meta.unit)
     log_y = meta.log_scale if log_y is None else log_y
     if frame.empty:
@@ -71,26 +82,21 @@ def band_figure(frame: pd.DataFrame, name: str, context: str = "", *, smoothing:
         n = int(g["n"].max()) if "n" in g else 1
         label = f"{plain(g['label'].iloc[0])} (n={n})"
         x = g["step"].tolist()
-        mean = smooth(g["mean"].to_numpy(np.float64), smoothing)
-        if band == "minmax":
-            lo, hi = smooth(g["lo"].to_numpy(np.float64), smoothing), smooth(g["hi"].to_numpy(np.float64), smoothing)
-        else:
-            std = np.nan_to_num(smooth(g["std"].to_numpy(np.float64), smoothing))
-            lo, hi = mean - std, mean + std
+        mid = g["center"].to_numpy(np.float64)
+        lo, hi = g["lo"].to_numpy(np.float64), g["hi"].to_numpy(np.float64)
+        lo, hi = np.where(np.isfinite(lo), lo, mid), np.where(np.isfinite(hi), hi, mid)   # one run: no spread
         if log_y:
             lo = np.where(lo > 0, lo, np.nan)
         fig.add_trace(go.Scatter(x=x + x[::-1], y=hi.tolist() + lo[::-1].tolist(), fill="toself",
                                  fillcolor=rgba(colour, 0.18), line=dict(width=0), hoverinfo="skip",
                                  name=f"{label} band", legendgroup=str(gid), showlegend=False))
-        fig.add_trace(go.Scatter(x=x, y=mean.tolist(), mode="lines", name=label, legendgroup=str(gid),
+        fig.add_trace(go.Scatter(x=x, y=mid.tolist(), mode="lines", name=label, legendgroup=str(gid),
                                  meta={"group": str(gid), "strategy": str(strategy)},
                                  line=dict(color=colour, width=2),
-                                 hovertemplate=f"{label}<br>step %{{x}}<br>mean %{{y:.4g}}<extra></extra>"))
-    what = "± 1 std over seeds" if band == "std" else "min–max over seeds"
-    layout(fig, f"{title} ({what})", STEP_AXIS, y_title, log_y=log_y, height=height)
+                                 hovertemplate=f"{label}<br>step %{{x}}<br>{center} %{{y:.4g}}<extra></extra>"))
+    layout(fig, title, STEP_AXIS, y_title, log_y=log_y, height=height)
     fig.update_layout(legend_title_text="seed group")
     return fig
-
 
 
 def eval_figure(frame: pd.DataFrame, metric: str = "accuracy", *, id_sets: Iterable[str] = (),

@@ -154,7 +154,7 @@ def runs_row(rf: RunFolder) -> list[Any]:
     """The ``runs`` row of a run folder (column order of schema.RUNS_DDL)."""
     if rf.problem:
         return [rf.run_id, rf.run_id] + [None] * 5 + [[], schema.INCOMPATIBLE] + [None] * 9 + [rf.problem] + \
-            [None] * 4 + [str(rf.path), None]
+            [None] * 4 + [str(rf.path), None, None, None]
     cfg, st, meta = rf.config.get("config", {}), rf.status, rf.meta
     tags = meta["tags"] if "tags" in meta else cfg.get("tags", [])
     seed = cfg.get("train", {}).get("seed")
@@ -165,4 +165,9 @@ def runs_row(rf: RunFolder) -> list[Any]:
             st.get("steps_per_s"), _ts(rf.config.get("created") or st.get("created")), _ts(st.get("started")),
             _ts(st.get("ended")), _ts(st.get("heartbeat")), st.get("error") or reason or None, st.get("host"),
             st.get("pid"), json.dumps(st.get("versions", {})), rf.config.get("format_version"), str(rf.path),
-            st.get("device") or None]
+            st.get("device") or None, _num(st.get("images_per_s")), _num(st.get("skipped_images"), int)]
+
+
+def _num(v: Any, kind=float) -> Any:
+    """A number from status.json, None when absent or not a finite number (older runs lack these keys)."""
+    return kind(v) if isinstance(v, (int, float)) and v == v and abs(v) != float("inf") else None

@@ -16,7 +16,7 @@ import pandas as pd
 from .queries import config_matches, runs_where, with_progress
 
 SORTABLE = ("run_id", "name", "preset", "method", "teacher", "seed", "status", "step", "steps_done", "total",
-            "steps_per_s", "created", "started", "ended", "host", "device")
+            "steps_per_s", "created", "started", "ended", "host", "device", "images_per_s", "skipped_images")
 GROUPABLE = ("method", "teacher", "preset", "seed", "status", "host", "device")
 _KEY_RE = re.compile(r"^config\.[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RUN_FORMAT_VERSION = 1
-STORE_SCHEMA_VERSION = 3   # 2: runs.device (e.g. "cuda:0 x4 (torch.distributed, nccl)"); 3: sealed runs + compaction
+STORE_SCHEMA_VERSION = 4   # 2: runs.device (e.g. "cuda:0 x4 (torch.distributed, nccl)"); 3: sealed runs + compaction;
+#                            4: runs.images_per_s, runs.skipped_images (from status.json, for the Runs table)
 
 # -- run folder layout ---------------------------------------------------------------------------------
 
@@ -86,7 +87,7 @@ CREATE TABLE IF NOT EXISTS runs (
   config VARCHAR, tags VARCHAR[], status VARCHAR, file_status VARCHAR, step BIGINT, steps_done BIGINT, total BIGINT,
   steps_per_s DOUBLE, created TIMESTAMP, started TIMESTAMP, ended TIMESTAMP, heartbeat TIMESTAMP,
   error VARCHAR, host VARCHAR, pid BIGINT, versions VARCHAR, format_version BIGINT, run_dir VARCHAR,
-  device VARCHAR)
+  device VARCHAR, images_per_s DOUBLE, skipped_images BIGINT)
 """
 META_DDL = "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
 # byte offset up to which each run file has been ingested (only complete lines are consumed)
@@ -161,6 +162,12 @@ SERIES: dict[str, SeriesMeta] = {m.name: m for m in (
     SeriesMeta("teacher_weight", "Teacher update weight", "", None, 0.0, 1.0, False, "optim", ("",),
                "WMA weight of the newest student in the teacher"),
     SeriesMeta("step_time", "Step time", "s", False, 0.0, None, False, "optim"),
+    SeriesMeta("images_per_s", "Images per second (training step)", "images/s", True, 0.0, None, False, "optim",
+               ("",), "global batch / step time (data waits included)"),
+    SeriesMeta("data_wait", "Data wait per step", "s", False, 0.0, None, False, "optim", ("",),
+               "time the step was blocked on the data loader"),
+    SeriesMeta("skipped_images", "Skipped (unreadable) images", "images", False, 0.0, None, False, "optim",
+               ("train",), "distinct train images that could not be decoded, cumulative"),
 )}
 
 EVAL_METRICS: dict[str, SeriesMeta] = {m.name: m for m in (

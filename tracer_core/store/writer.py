@@ -112,6 +112,9 @@ class RunWriter(Hooks):
         self._files: dict[str, Any] = {}
         self._step, self._done = 0, int(self._status.get("steps_done") or 0)
         self._last_t, self._first = 0.0, None      # _first: (step, time) of the first step, for the rate
+        # images/s of the training step (mean of the per-step series after the first step; the final summary's
+        # figure replaces it) and the count of unreadable train images skipped, for status.json and the Runs table
+        self._ips, self._ips_final, self._skipped = (0.0, 0), None, 0
         self._stop_reason, self._signalled = "", ""
         self._write_error = ""      # first failed write (disk full, folder gone): the run stops as failed
         self._closed = False
@@ -145,8 +148,13 @@ class RunWriter(Hooks):
     def on_step(self, step: int, scalars: Mapping[tuple[str, str], float]) -> None:
         now = time.time()
         rows = [(name, ctx, float(v)) for (name, ctx), v in scalars.items()]
+        ips, skipped = scalars.get(("images_per_s", "")), scalars.get(("skipped_images", "train"))
         with self._lock:
             self._steps.append((int(step), now, rows))
+            if ips is not None and self._first is not None:    # the first step (warm-up, compile) is left out
+                self._ips = (self._ips[0] + float(ips), self._ips[1] + 1)
+            if skipped is not None:
+                self._skipped = int(skipped)
             self._step, self._last_t = int(step), now
             self._done += 1
             if self._first is None:
@@ -176,9 +184,15 @@ class RunWriter(Hooks):
             status = "interrupted"
         with self._lock:
             self._done = int(summary.steps)
+        ips = getattr(summary, "images_per_s", float("nan"))
+        skipped = int(getattr(summary, "skipped_images", 0) or 0)
         extra = {"summary": {"steps": summary.steps, "wall_time_s": summary.wall_time_s,
                              "steps_per_s": summary.steps_per_s, "checkpoint": summary.checkpoint,
-                             "final_eval": summary.final_eval}}
+                             "final_eval": summary.final_eval, "images_per_s": ips, "skipped_images": skipped}}
+        with self._lock:     # the run's own figure (hooks.RunSummary) replaces the live estimate
+            if ips == ips:
+                self._ips_final = float(ips)
+            self._skipped = max(self._skipped, skipped)
         self.close(status, error, extra=extra)
 
     def should_stop(self) -> bool:
@@ -348,6 +362,10 @@ class RunWriter(Hooks):
                 self._status.update(heartbeat=time.time(), step=self._step, steps_done=self._done)
                 if self._first is not None and self._step > self._first[0] and self._last_t > self._first[1]:
                     self._status["steps_per_s"] = (self._step - self._first[0]) / (self._last_t - self._first[1])
+                if self._ips_final is not None or self._ips[1]:
+                    self._status["images_per_s"] = self._ips_final if self._ips_final is not None else \
+                        self._ips[0] / self._ips[1]
+                self._status["skipped_images"] = self._skipped
                 snapshot = dict(self._status)
             try:
                 write_json_atomic(self.run_dir / schema.STATUS_FILE, snapshot)
