@@ -12,6 +12,9 @@
     checkpoints.py      a run's checkpoints and their three models (Attributions, Robustness)
     attributions.py     Attributions
     robustness.py       Robustness: attacks and the WiSE-FT curve
+    frontier.py         ID vs OOD: runs on the plane, effective robustness, accuracy on the line
+    outcome.py          Home / Live dynamics: the demo's outcome sentence
+    tuning.py           Launch / ID vs OOD: the declared tuning grid as a sweep, the trial chosen on validation
 
 Returns pandas DataFrames, plotly figures (via :mod:`tracer_core.charts`) and small dataclasses. Imports no
 torch, open_clip or streamlit at import time (``tests/test_architecture.py`` checks it): the model-based
@@ -38,6 +41,10 @@ from .live import TEACHER_PANELS, band_frame, eval_frame, live_frames, series_op
 from .report import html_report
 from .representations import SIM_KINDS, SIM_PAIRS, default_comparison, similarity_frame
 from .robustness import robustness_table, wise_curve_frame
+from .frontier import (OOD_MEAN, er_tables, known_wise, line_frontier, line_table, ood_choices, plane_points,
+                       remember_wise, zero_shot_point)
+from .outcome import demo_outcome
+from .tuning import GRID_FILE, best_trials, grid_trials, trials_frame, tuning_grid, tuning_sweep_configs
 from .runs import (RESULT_DIRECTIONS, cancel_run, config_diff, delete_run, export_zip, jobs_table, rename_run,
                    runs_table, set_tags, summary_table)
 
@@ -54,4 +61,7 @@ __all__ = [
     "reliability_frame", "rename_run", "robustness_table", "run_choices", "run_config", "run_labels",
     "runs_table", "series_options", "set_tags", "similarity_frame", "start_demo", "strategy", "submit_runs",
     "summary_table", "sweep_configs", "teacher_label", "wise_curve_frame",
+    "OOD_MEAN", "er_tables", "known_wise", "line_frontier", "line_table", "ood_choices", "plane_points",
+    "remember_wise", "zero_shot_point", "demo_outcome", "GRID_FILE", "best_trials", "grid_trials", "trials_frame",
+    "tuning_grid", "tuning_sweep_configs",
 ]
