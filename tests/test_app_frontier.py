@@ -25,16 +25,16 @@ from tracer_core.training.hooks import EvalReport, RunInfo, RunSummary
 SETS = ["mnist", "colored_mnist", "corrupted_mnist"]
 
 
-def fake_run(data_dir, preset, evals, seed=0, tags=(), kl=None, checkpoint=False, extra=()):
-    """A finished run whose evaluations are ``evals`` = {step: (id, colored, corrupted)}."""
-    cfg = load_preset(preset, [f"train.seed={seed}", f"data.eval_sets={json.dumps(SETS)}", "data.train_set=mnist",
+def fake_run(data_dir, preset, evals, seed=0, tags=(), kl=None, checkpoint=False, extra=(), sets=SETS):
+    """A finished run whose evaluations are ``evals`` = {step: (id, colored, corrupted)} (or ``sets``)."""
+    cfg = load_preset(preset, [f"train.seed={seed}", f"data.eval_sets={json.dumps(sets)}", "data.train_set=mnist",
                                f"tags={json.dumps(list(tags))}", *extra])
     w = RunWriter.create(cfg, data_dir)
     w.on_start(RunInfo(cfg.to_dict(), 10, "cpu", "fp32", 1, 1))
     for s, v in enumerate(kl or []):
         w.on_step(s + 1, {("teacher_student_kl", "combined"): v})
     for step, accs in sorted(evals.items()):
-        w.on_eval(EvalReport(step, {d: {"accuracy": a} for d, a in zip(SETS, accs)}))
+        w.on_eval(EvalReport(step, {d: {"accuracy": a} for d, a in zip(sets, accs)}))
     if checkpoint:
         p = w.run_dir / "ckpt-10.safetensors"
         p.write_bytes(b"placeholder")            # only its existence is read until the WiSE curve is computed
@@ -171,3 +171,23 @@ def test_launch_sweep_submits_the_grid(tmp_path, app_for):
     assert cfg["train_set"] == "mnist:fit" and "mnist:val" in cfg["eval_sets"]
     for rid in runs["run_id"]:
         api.cancel_run(svc, rid)
+
+
+def test_best_trial_is_chosen_on_validation_only(tmp_path):
+    """Trial 2 has the better mnist:val accuracy; trial 1 the better test and OOD numbers (which must not count)."""
+    import tracer_core.api as api
+    sets = ["mnist", "mnist:val", "colored_mnist"]
+    tags = ["tuning", "tuning:tracer"]
+    for seed in (0, 1):
+        fake_run(tmp_path, "tracer", {10: (0.99, 0.60, 0.99)}, seed=seed, tags=tags, sets=sets,
+                 extra=["loss.alpha_fd=2000.0"])
+        fake_run(tmp_path, "tracer", {10: (0.10, 0.70 + 0.02 * seed, 0.10)}, seed=seed, tags=tags, sets=sets,
+                 extra=["loss.alpha_fd=250.0"])
+    svc = api.open_services(tmp_path)
+    try:
+        best = api.best_trials(svc)
+    finally:
+        svc.close()
+    row = best.set_index("method").loc["tracer"]
+    assert "loss.alpha_fd=250" in row["chosen trial"] and row["trials"] == 2 and row["runs"] == 4
+    assert row["val accuracy (mnist:val)"] == pytest.approx(0.71)

@@ -4,7 +4,6 @@
                         strategy names (from the method/teacher registries), run pickers
     launch.py           Launch + Home: presets, form values, validated configs, sweeps, the demo
     runs.py             Runs: queue, runs table with key results, rename/tag/delete, config diff, export
-    report.py           Runs: the self-contained HTML report
     live.py             Live dynamics: series catalogue, panel frames, seed bands, evaluations
     kernel.py           Teacher kernel explorer (pure numpy)
     calibration.py      Calibration; analysis_runs (which runs an analysis page can show)
@@ -15,6 +14,7 @@
     frontier.py         ID vs OOD: runs on the plane, effective robustness, accuracy on the line
     outcome.py          Home / Live dynamics: the demo's outcome sentence
     tuning.py           Launch / ID vs OOD: the declared tuning grid as a sweep, the trial chosen on validation
+    report.py           Runs: the self-contained HTML report (with the ID vs OOD section)
 
 Returns pandas DataFrames, plotly figures (via :mod:`tracer_core.charts`) and small dataclasses. Imports no
 torch, open_clip or streamlit at import time (``tests/test_architecture.py`` checks it): the model-based
