@@ -17,8 +17,8 @@ def _pct(values) -> list[float]:
 
 
 def _axes(id_set: str, ood_label: str) -> tuple[str, str]:
-    return (f"ID accuracy{f' on {plain(id_set)}' if id_set else ''} (accuracy, %)",
-            f"OOD accuracy, {plain(ood_label)} (accuracy, %)")
+    short = "OOD mean" if plain(ood_label).startswith("mean") else f"OOD ({plain(ood_label)})"
+    return f"ID accuracy{f' on {plain(id_set)}' if id_set else ''} (accuracy, %)", f"{short} (accuracy, %)"
 
 
 def frontier_figure(points: pd.DataFrame, groups: pd.DataFrame | None = None, zero_shot: Mapping | None = None,
@@ -26,7 +26,8 @@ def frontier_figure(points: pd.DataFrame, groups: pd.DataFrame | None = None, ze
                     frontier_label: str = "WiSE-FT frontier") -> go.Figure:
     """``points``: api.plane_points; ``groups``: per-group seed means (api.er_tables' second frame, or None);
     ``zero_shot``: {"label", "id", "ood"}; ``curve``: alpha, id_accuracy, ood_accuracy (the frontier)."""
-    title = "ID vs OOD accuracy: every run against the frontier"
+    title = ("ID vs OOD accuracy: every run against the frontier"
+             f"<br><sup>OOD = {plain(ood_label)}</sup>")
     x_title, y_title = _axes(id_set, ood_label)
     if points.empty:
         return empty_figure(title, "No run has both an ID and an OOD evaluation: select runs with an OOD eval set.",
@@ -40,7 +41,8 @@ def frontier_figure(points: pd.DataFrame, groups: pd.DataFrame | None = None, ze
                                  textfont=dict(size=10, color=FRONTIER_COLOUR), marker=dict(size=6),
                                  hovertemplate="α %{text}<br>ID %{x:.1f} %<br>OOD %{y:.1f} %<extra></extra>"))
     colours = strategy_colours(points)
-    for strat, g in points.groupby("strategy", sort=True):
+    runs = points[points["method"] != "zeroshot"] if zero_shot and "method" in points else points
+    for strat, g in runs.groupby("strategy", sort=True):
         fig.add_trace(go.Scatter(x=_pct(g["id"]), y=_pct(g["ood"]), mode="markers", name=plain(strat),
                                  marker=dict(size=9, color=colours.get(strat), opacity=0.55),
                                  text=[plain(x) for x in g["label"]], legendgroup=plain(strat),
@@ -61,7 +63,7 @@ def frontier_figure(points: pd.DataFrame, groups: pd.DataFrame | None = None, ze
                                  marker=dict(size=15, symbol="square", color="#6b6b6b", line=dict(width=1, color="white")),
                                  hovertemplate="zero-shot<br>ID %{x:.1f} %<br>OOD %{y:.1f} %<extra></extra>"))
     layout(fig, title, x_title, y_title, height=520)
-    fig.update_layout(hovermode="closest", margin=dict(l=60, r=20, t=60, b=50),
+    fig.update_layout(hovermode="closest", margin=dict(l=60, r=20, t=80, b=50),
                       legend=dict(title_text="model / strategy", orientation="v", x=1.02, y=1, xanchor="left",
                                   yanchor="top"))
     return fig
