@@ -103,7 +103,8 @@ else:
         g = pd.DataFrame({"group": gshow["group_label"], "seeds": gshow["n"], "ID % mean": 100 * gshow["id mean"],
                           "OOD % mean": 100 * gshow["ood mean"],
                           "ER mean (points)": 100 * gshow["effective_robustness mean"],
-                          "ER std": 100 * gshow["effective_robustness std"], "sign": gshow["sign"]})
+                          "ER std": 100 * gshow["effective_robustness std"],
+                          "seeds with ER": gshow["runs with ER"], "sign": gshow["sign"]})
         st.dataframe(charts.sign_style(g), key="fr_group_table", hide_index=True, width="stretch")
 
 st.subheader("Accuracy on the line")
