@@ -21,6 +21,7 @@ PAGES = [
     st.Page("views/representations.py", title="Representations", icon="🕸️"),
     st.Page("views/attributions.py", title="Attributions", icon="🔍"),
     st.Page("views/robustness.py", title="Robustness", icon="🛡️"),
+    st.Page("views/frontier.py", title="ID vs OOD", icon="⚖️"),
 ]
 # navigation before anything slow (importing the api and opening the store take seconds on a cold start), so
 # the first menu a browser sees is this one. The pages live in views/, not pages/: a pages/ folder would put

@@ -1,10 +1,10 @@
 """The tuned protocol (issue 14): every method tuned on the same declared grid budget, chosen on ID validation.
 
-    python bench/tune_protocol.py [--grid bench/tuning_grid.json] [--methods ft tracer ...] [--jobs 2]
+    python bench/tune_protocol.py [--grid tracer_core/configs/grids/tuning_grid.json] [--methods ft tracer ...] [--jobs 2]
     python bench/tune_protocol.py --quick --out /tmp/x        # smoke test: 1 trial, 1 seed, 2 steps
     python bench/tune_protocol.py --render                     # rebuild the markdown from the JSON
 
-1. Trials: for each method, every point of its grid (bench/tuning_grid.json; same count per method) is run
+1. Trials: for each method, every point of its grid (tracer_core/configs/grids/tuning_grid.json, the file the Launch page sweeps; same count per method) is run
    with `python -m tracer_core train --preset P --json --no-store` on data.train_set = mnist:fit, for the
    protocol's trial seeds, evaluating mnist:val (validation), mnist (test) and the OOD sets.
 2. Selection: tracer_core.metrics.selection.select_trial on mnist:val only (mean over trial seeds).
@@ -235,7 +235,7 @@ def render(data: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--grid", default=str(ROOT / "bench" / "tuning_grid.json"))
+    ap.add_argument("--grid", default=str(ROOT / "tracer_core" / "configs" / "grids" / "tuning_grid.json"))
     ap.add_argument("--methods", nargs="+", default=None)
     ap.add_argument("--set", action="append", default=[], help="extra overrides for every run")
     ap.add_argument("--jobs", type=int, default=1)

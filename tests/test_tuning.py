@@ -79,7 +79,7 @@ def test_tune_protocol_quick(tmp_path):
 def test_grid_must_give_every_method_the_same_number_of_trials(tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
     import tune_protocol
-    grid = json.loads((ROOT / "bench" / "tuning_grid.json").read_text())
+    grid = json.loads((ROOT / "tracer_core" / "configs" / "grids" / "tuning_grid.json").read_text())
     assert len(tune_protocol.trials_of(grid["methods"]["tracer"])) == grid["protocol"]["trials_per_method"]
     grid["methods"]["ft"]["grid"]["optim.lr"].append(1e-6)          # 5 trials for FT, 4 for the others
     bad = tmp_path / "grid.json"

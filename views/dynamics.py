@@ -7,6 +7,12 @@ import tracer_core.charts as charts
 
 svc: api.Services = st.session_state["svc"]
 st.title("Training dynamics")
+try:        # the demo's outcome in one sentence from its stored results (None until its runs have finished)
+    outcome = api.demo_outcome(svc)
+except Exception:
+    outcome = None
+if outcome:
+    st.markdown(f"**Outcome of the last demo:** {api.md(outcome)}")
 
 runs = api.runs_table(svc, with_results=False)
 if runs.empty:

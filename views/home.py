@@ -14,6 +14,14 @@ st.markdown(
     "mix, so the teacher–student gap *persists* and keeps guiding the student toward robust features."
 )
 
+try:        # generated from the stored demo runs, whatever it says; None until all three have finished
+    outcome = api.demo_outcome(svc)
+except Exception as e:   # the Home page must open even if a stored run is garbled
+    outcome = None
+    st.caption(f"Outcome of the last demo unavailable: {api.md(e)}")
+if outcome:
+    st.markdown(f"**Outcome of the last demo:** {api.md(outcome)} See **ID vs OOD** for the plane.")
+
 left, right = st.columns([3, 2])
 with left:
     st.subheader("See it live")

@@ -95,6 +95,35 @@ if st.session_state.get("launched"):
         st.session_state["dynamics_runs"] = st.session_state.pop("launched")
         st.switch_page("views/dynamics.py")
 
+st.subheader("Tuning sweep from the declared grid")
+try:
+    grid = api.tuning_grid()
+except api.ConfigError as e:
+    st.error(f"Could not read the tuning grid: {api.md(e)}")
+else:
+    proto = grid["protocol"]
+    st.caption(f"Every trial of the method's grid ({api.md(api.GRID_FILE.name)}, the file bench/tune_protocol.py "
+               f"reads) x seeds {api.md(proto['trial_seeds'])}, trained on {api.md(proto['train_set'])} with "
+               f"{api.md(proto['val_set'])} among the eval sets. **ID vs OOD** then picks per method the trial with "
+               "the best validation accuracy (never test or OOD).")
+    c = st.columns([2, 4])
+    tune_method = c[0].selectbox("Method", sorted(grid["methods"]), key="tune_method")
+    tune_extra = c[1].text_input("Extra overrides (space-separated key=value)", "", key="tune_extra",
+                                 placeholder="e.g. train.steps=40 data.max_eval_samples=300")
+    st.dataframe(api.trials_frame(tune_method, grid), hide_index=True, width="stretch", key="tune_trials")
+    if st.button(f"Queue {len(api.grid_trials(tune_method, grid)) * len(proto['trial_seeds'])} tuning runs",
+                 key="tune_submit", icon="🧪"):
+        try:
+            configs = api.tuning_sweep_configs(tune_method, grid, tune_extra.split())
+            ids = api.submit_runs(svc, configs, st.session_state["client_token"])
+        except api.ConfigError as e:
+            st.error(f"Invalid sweep: {api.md(e)}")
+        except (api.StoreError, OSError) as e:
+            st.error(f"Could not queue the sweep: {api.md(e)}")
+        else:
+            st.session_state["launched"] = ids
+            st.success(f"Queued {len(ids)} tuning runs of {api.md(tune_method)}.")
+
 st.caption("Runs launched here train in a background process on this machine, one at a time. With several GPUs, "
            "start a run with `torchrun` from the command line (the **Runs** page prints the command for any run): "
            "it shows up on these pages live like any other.")

@@ -4,7 +4,6 @@
                         strategy names (from the method/teacher registries), run pickers
     launch.py           Launch + Home: presets, form values, validated configs, sweeps, the demo
     runs.py             Runs: queue, runs table with key results, rename/tag/delete, config diff, export
-    report.py           Runs: the self-contained HTML report
     live.py             Live dynamics: series catalogue, panel frames, seed bands, evaluations
     kernel.py           Teacher kernel explorer (pure numpy)
     calibration.py      Calibration; analysis_runs (which runs an analysis page can show)
@@ -12,6 +11,10 @@
     checkpoints.py      a run's checkpoints and their three models (Attributions, Robustness)
     attributions.py     Attributions
     robustness.py       Robustness: attacks and the WiSE-FT curve
+    frontier.py         ID vs OOD: runs on the plane, effective robustness, accuracy on the line
+    outcome.py          Home / Live dynamics: the demo's outcome sentence
+    tuning.py           Launch / ID vs OOD: the declared tuning grid as a sweep, the trial chosen on validation
+    report.py           Runs: the self-contained HTML report (with the ID vs OOD section)
 
 Returns pandas DataFrames, plotly figures (via :mod:`tracer_core.charts`) and small dataclasses. Imports no
 torch, open_clip or streamlit at import time (``tests/test_architecture.py`` checks it): the model-based
@@ -42,6 +45,10 @@ from .robustness import robustness_table, wise_curve_frame
 from .runs import (GROUP_KEYS, PAGE_SORTS, RESULT_DIRECTIONS, THROUGHPUT, cancel_run, config_diff, delete_run,
                    export_zip, group_metrics, jobs_table, page_caption, rename_run, runs_facets, runs_groups,
                    runs_page, runs_table, set_tags, summary_table)
+from .frontier import (OOD_MEAN, er_tables, known_wise, line_frontier, line_table, ood_choices, plane_points,
+                       remember_wise, zero_shot_point)
+from .outcome import demo_outcome
+from .tuning import GRID_FILE, best_trials, grid_trials, trials_frame, tuning_grid, tuning_sweep_configs
 
 __all__ = [
     "ATTR_METHODS", "BAND_CENTERS", "BAND_SPREADS", "SMOOTHING_KINDS", "smoothing_spec", "smoothing_text",
@@ -59,4 +66,7 @@ __all__ = [
     "reliability_frame", "rename_run", "robustness_table", "run_choices", "run_config", "run_labels",
     "runs_table", "series_options", "set_tags", "similarity_frame", "start_demo", "strategy", "submit_runs",
     "summary_table", "sweep_configs", "teacher_label", "wise_curve_frame",
+    "OOD_MEAN", "er_tables", "known_wise", "line_frontier", "line_table", "ood_choices", "plane_points",
+    "remember_wise", "zero_shot_point", "demo_outcome", "GRID_FILE", "best_trials", "grid_trials", "trials_frame",
+    "tuning_grid", "tuning_sweep_configs",
 ]

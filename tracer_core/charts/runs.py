@@ -8,15 +8,26 @@ import pandas as pd
 import plotly.graph_objects as go
 
 
-def html_page(title: str, intro: str, tables: Mapping[str, pd.DataFrame], figures: Iterable[go.Figure]) -> str:
-    """A self-contained HTML page: plotly.js inlined once, then the tables and the interactive charts."""
+def html_page(title: str, intro: str, tables: Mapping[str, pd.DataFrame], figures: Iterable[go.Figure],
+              sections: Mapping[str, tuple[str, go.Figure | None, pd.DataFrame]] | None = None) -> str:
+    """A self-contained HTML page: plotly.js inlined once, then the tables, the ``sections`` (heading ->
+    (note, figure or None, table)) and the interactive charts. All text is HTML-escaped."""
     def esc(s) -> str:
         return html.escape(str(s))
-    figs = [f.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
-            for i, f in enumerate(figures)]
+    sections = dict(sections or {})
+    all_figs = [f for _, f, _ in sections.values() if f is not None] + list(figures)
+    html_figs = [f.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
+                 for i, f in enumerate(all_figs)]
+    n_sec = sum(f is not None for _, f, _ in sections.values())
+    sec_figs, figs = iter(html_figs[:n_sec]), html_figs[n_sec:]
     body = [f"<h1>{esc(title)}</h1><p>{esc(intro)}</p>"]
     for heading, table in tables.items():
         body.append(f"<h2>{esc(heading)}</h2>")
+        body.append(table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="–") if not table.empty
+                    else "<p>Nothing to show.</p>")
+    for heading, (note, fig, table) in sections.items():
+        body += [f"<h2>{esc(heading)}</h2>", f"<p>{esc(note)}</p>"]
+        body += [next(sec_figs)] if fig is not None else []
         body.append(table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="–") if not table.empty
                     else "<p>Nothing to show.</p>")
     body += ["<h2>Training dynamics</h2>", *(figs or ["<p>No series recorded yet.</p>"])]

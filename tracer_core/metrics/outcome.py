@@ -35,12 +35,12 @@ def _gap_clause(summary: Mapping[str, Mapping], focus: str, gap_ref: str | None,
     return f"{word} (KL AUC {ratio:.1f}x {name(gap_ref)}'s); "
 
 
-def _er_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[str], name, frontier_of: str,
+def _er_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[str], name, frontier: str,
                subject: str) -> str:
     er = summary[focus].get("er")
     if not _finite(er):
-        return (f"{subject} ID accuracy ({100 * summary[focus]['id']:.1f} %) lies outside the WiSE-FT frontier of "
-                f"{name(frontier_of)}, so it has no effective robustness on this run")
+        return (f"{subject} ID accuracy ({100 * summary[focus]['id']:.1f} %) lies outside "
+                f"{frontier} (beyond its ID range), so it has no effective robustness on this run")
     parts = []
     for r in refs:
         if r in summary and r != focus and _finite(summary[r].get("er")):
@@ -48,17 +48,19 @@ def _er_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[str], 
             rel = "level with" if abs(d) < 0.05 else ("above" if d > 0 else "below")
             parts.append(f"{rel} {name(r)}'s {_pts(summary[r]['er'])}")
     tail = f", {' and '.join(parts)}" if parts else ""
-    return (f"{subject} effective robustness vs the WiSE-FT frontier of {name(frontier_of)} was {_pts(er)} points"
+    return (f"{subject} effective robustness against {frontier} was {_pts(er)} points"
             f" (ID {100 * summary[focus]['id']:.1f} %, OOD mean {100 * summary[focus]['ood']:.1f} %){tail}")
 
 
 def outcome_sentence(summary: Mapping[str, Mapping], focus: str = "tracer", refs: Sequence[str] = ("ft", "tracer_ema"),
                      gap_ref: str | None = "tracer_ema", frontier_of: str = "ft",
-                     labels: Mapping[str, str] | None = None) -> str:
-    """One sentence on ``focus`` vs ``refs`` from ``summary`` (module docstring). Missing focus -> says so."""
+                     labels: Mapping[str, str] | None = None, frontier_label: str | None = None) -> str:
+    """One sentence on ``focus`` vs ``refs`` from ``summary`` (module docstring). Missing focus -> says so.
+    ``frontier_label`` names what ER was measured against (default "the WiSE-FT frontier of <frontier_of>")."""
     name = (lambda k: (labels or {}).get(k, k))
+    frontier = frontier_label or f"the WiSE-FT frontier of {name(frontier_of)}"
     if focus not in summary:
         return f"No stored result for {name(focus)} yet: run the comparison to see how it does."
     gap = _gap_clause(summary, focus, gap_ref, name)
     subject = "its" if gap else f"{name(focus)}'s"
-    return (f"{name(focus)} {gap}" if gap else "") + _er_clause(summary, focus, refs, name, frontier_of, subject) + "."
+    return (f"{name(focus)} {gap}" if gap else "") + _er_clause(summary, focus, refs, name, frontier, subject) + "."
