@@ -1,9 +1,11 @@
 """Live dynamics page: the series present, one query for all panels, seed bands, evaluations over training."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from typing import Sequence
 
-import pandas as pd
+pd = lazy("pandas")
 
 from .common import Services, id_set, runs_frame, strategy, with_runs
 
