@@ -1,11 +1,13 @@
 """Attributions page: attribution maps of one image for each model of a checkpoint (torch on first use)."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
-import pandas as pd
+np = lazy("numpy")
+pd = lazy("pandas")
 
 from .checkpoints import CheckpointModels, eval_set
 

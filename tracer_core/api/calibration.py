@@ -2,11 +2,13 @@
 which runs the analysis pages can show (``analysis_runs``)."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import pandas as pd
+np = lazy("numpy")
+pd = lazy("pandas")
 
 from .common import id_set, runs_frame, with_runs
 from .live import eval_frame

@@ -7,14 +7,16 @@ torch-free.
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import functools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+np = lazy("numpy")
+pd = lazy("pandas")
 
 from .common import teacher_label
 

@@ -3,6 +3,8 @@ names, run pickers. Strategy names read the method and teacher registries' displ
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import json
 import os
 import re
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import pandas as pd
+pd = lazy("pandas")
 
 from tracer_core.jobs.runner import JobRunner
 from tracer_core.methods import REGISTRY as METHOD_REGISTRY

@@ -1,10 +1,12 @@
 """Teacher kernel explorer (pure numpy, no training): the same schedules the teachers run."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
+np = lazy("numpy")
+pd = lazy("pandas")
 
 from tracer_core.config import ConfigError
 from tracer_core.teachers import KINDS

@@ -1,12 +1,14 @@
 """Launch page: presets, the form's fields, validated configs, sweeps, the one-click demo."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import itertools
 import json
 import os
 from typing import Any, Sequence
 
-import pandas as pd
+pd = lazy("pandas")
 
 from tracer_core.config import ConfigError, RunConfig, list_presets, load_preset, preset_description
 

@@ -2,9 +2,11 @@
 step grid, optional zoomed step range), seed bands, evaluations over training."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from typing import Sequence
 
-import pandas as pd
+pd = lazy("pandas")
 
 from tracer_core.metrics.smoothing import Smoothing
 

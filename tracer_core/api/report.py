@@ -1,9 +1,11 @@
 """The HTML report of the Runs page: the live panels, evaluations, summary and config diff on one page."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from typing import Sequence
 
-import pandas as pd
+pd = lazy("pandas")
 
 from .common import Services
 from .frontier import er_tables, known_wise, line_frontier, ood_choices, plane_points, zero_shot_point

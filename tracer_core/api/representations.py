@@ -1,9 +1,11 @@
 """Representations page: per-layer CKA / SVCCA rows of the runs."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from typing import Sequence
 
-import pandas as pd
+pd = lazy("pandas")
 
 from .common import runs_frame, with_runs
 

@@ -1,10 +1,12 @@
 """Robustness page: zero-shot accuracy under FGSM / PGD per model, and the WiSE-FT curve (torch on first use)."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from typing import Sequence
 
-import numpy as np
-import pandas as pd
+np = lazy("numpy")
+pd = lazy("pandas")
 
 from .checkpoints import CheckpointModels, eval_set
 

@@ -1,12 +1,14 @@
 """Runs page: the queue, the runs table with key results, rename/tag/delete, config diff, export."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import io
 import tempfile
 import zipfile
 from typing import Sequence
 
-import pandas as pd
+pd = lazy("pandas")
 
 from tracer_core.store import schema
 

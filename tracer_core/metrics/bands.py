@@ -13,7 +13,9 @@ contributes nothing (no extrapolation), so a shorter run simply drops out of the
 """
 from __future__ import annotations
 
-import numpy as np
+from tracer_core.lazy import lazy
+
+np = lazy("numpy")
 
 CENTERS = ("mean", "median")
 SPREADS = ("std", "sem", "ci95", "minmax")

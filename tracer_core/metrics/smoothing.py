@@ -18,9 +18,11 @@ steps gives a curve that does not depend on how many points the chart shows.
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from dataclasses import dataclass
 
-import numpy as np
+np = lazy("numpy")
 
 KINDS = ("ema", "mean", "gaussian")
 EMA_MAX_WEIGHT = 0.999

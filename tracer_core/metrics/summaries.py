@@ -12,10 +12,12 @@ propagate a NaN into the summary; a run with a NaN loss stops with an error here
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import math
 from typing import Sequence
 
-import numpy as np
+np = lazy("numpy")
 
 
 def _arrays(steps: Sequence[float], values: Sequence[float]):

@@ -8,10 +8,12 @@ evenly spaced integer steps over the request's step range.
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from typing import Mapping, Sequence
 
-import numpy as np
-import pandas as pd
+np = lazy("numpy")
+pd = lazy("pandas")
 
 from tracer_core.metrics.bands import CENTERS, SPREADS, band_lines, band_stats, interpolate_to_grid
 

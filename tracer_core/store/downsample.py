@@ -20,10 +20,12 @@ same whether 300 or 300,000 points were logged or shown.
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-import pandas as pd
+np = lazy("numpy")
+pd = lazy("pandas")
 
 KEYS = ["run_id", "name", "context"]
 

@@ -1,11 +1,13 @@
 """Export a set of runs to CSV or Parquet files, one file per table (takes a DuckDB cursor)."""
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+pa = lazy("pyarrow")
+pacsv = lazy("pyarrow.csv")
+pq = lazy("pyarrow.parquet")
 
 from . import schema
 

@@ -17,6 +17,9 @@ A refresh costs what changed, not what exists:
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
+import functools
 import json
 import os
 import re
@@ -24,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import pyarrow as pa
+pa = lazy("pyarrow")
 
 from . import compact, schema
 from .ingest import Truncated, read_new
@@ -32,12 +35,17 @@ from .runfiles import RunFolder, read_run_folder, runs_row
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")   # as runfiles.list_run_dirs
 _FRESH_S = 2.0
-_ARROW = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(), "TIMESTAMP": pa.timestamp("us"),
-          "VARCHAR[]": pa.list_(pa.string())}
+_ARROW = {"VARCHAR": lambda: pa.string(), "BIGINT": lambda: pa.int64(), "DOUBLE": lambda: pa.float64(),
+          "TIMESTAMP": lambda: pa.timestamp("us"), "VARCHAR[]": lambda: pa.list_(pa.string())}
 # the runs table's columns as Arrow types, read from its DDL: many runs are upserted in one statement
 # (one single-row INSERT OR REPLACE per run costs ~10-20 ms on 2 shared cores: minutes at 1,000s of runs)
-RUNS_ARROW = pa.schema([(n, _ARROW[t.rstrip(",")]) for n, t in
-                        re.findall(r"(\w+) (VARCHAR\[\]|VARCHAR|BIGINT|DOUBLE|TIMESTAMP)", schema.RUNS_DDL)])
+
+
+@functools.cache
+def runs_arrow():
+    """The runs table's Arrow schema (built on first use: pyarrow is not imported with the api)."""
+    return pa.schema([(n, _ARROW[t.rstrip(",")]()) for n, t in
+                      re.findall(r"(\w+) (VARCHAR\[\]|VARCHAR|BIGINT|DOUBLE|TIMESTAMP)", schema.RUNS_DDL)])
 _OFFSETS_SQL = ("INSERT OR REPLACE INTO ingest_offsets SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
                 "unnest(?::BIGINT[])")
 
@@ -277,7 +285,7 @@ class Indexer:
                 rf.problem = f"unreadable run folder ({type(e).__name__}: {e})"
                 rows.append(runs_row(rf))
         try:
-            table = pa.Table.from_pylist([dict(zip(RUNS_ARROW.names, r)) for r in rows], schema=RUNS_ARROW)
+            table = pa.Table.from_pylist([dict(zip(runs_arrow().names, r)) for r in rows], schema=runs_arrow())
             cur.register("_runs_batch", table)
             try:
                 cur.execute("INSERT OR REPLACE INTO runs SELECT * FROM _runs_batch")

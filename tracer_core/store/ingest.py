@@ -7,16 +7,18 @@ and counted, never fatal.
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import json
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.json as pj
+pa = lazy("pyarrow")
+pj = lazy("pyarrow.json")
 
 from .schema import TableSpec
 
 CHUNK_BYTES = 64 << 20     # bound the memory of one ingestion step on a huge backlog
-_ARROW = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+_ARROW = {"int": "int64", "float": "float64", "str": "string"}     # pyarrow type factories, by name
 _PY = {"int": int, "float": float, "str": str}
 _INT64 = (-2 ** 63, 2 ** 63 - 1)
 
@@ -26,7 +28,7 @@ class Truncated(Exception):
 
 
 def arrow_schema(spec: TableSpec) -> pa.Schema:
-    return pa.schema([(c, _ARROW[t]) for c, t in spec.columns])
+    return pa.schema([(c, getattr(pa, _ARROW[t])()) for c, t in spec.columns])
 
 
 def read_new(path: Path, offset: int, spec: TableSpec) -> tuple[pa.Table | None, int, int]:

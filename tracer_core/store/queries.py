@@ -4,13 +4,15 @@ Every user-given value (run ids, names, tags, filters) is bound as a parameter; 
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import hashlib
 import json
 import math
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-import pandas as pd
+np = lazy("numpy")
+pd = lazy("pandas")
 
 from tracer_core.config import flatten
 from tracer_core.metrics import summaries as summ

@@ -7,11 +7,13 @@ left, then the page itself is one ``ORDER BY ... LIMIT/OFFSET`` query.
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import json
 import re
 from typing import Any, Mapping, Sequence
 
-import pandas as pd
+pd = lazy("pandas")
 
 from .queries import config_matches, runs_where, with_progress
 

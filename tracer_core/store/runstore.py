@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import json
 import logging
 import os
@@ -24,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import duckdb
-import pandas as pd
+duckdb = lazy("duckdb")
+pd = lazy("pandas")
 
 from . import bands, queries, runs_table, schema
 from .export import export_tables

@@ -8,9 +8,11 @@ snapshot theta_0 (pretrained), theta_1, ... holds inside the teacher.
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import math
 
-import numpy as np
+np = lazy("numpy")
 
 EMA_DEFAULT_EVERY = 500   # spec §3.1 / pitfall P4: HEAD EMA replaces update_every <= 0 by 500
 
