@@ -8,10 +8,12 @@ split suffix removed ("mnist:fit" -> "mnist"); its OOD sets are its other eval s
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import math
 from typing import Mapping, Sequence
 
-import pandas as pd
+pd = lazy("pandas")
 
 from tracer_core.metrics.outcome import outcome_sentence
 from tracer_core.metrics.robustness_frontier import accuracy_on_line, effective_robustness_table, seed_stats

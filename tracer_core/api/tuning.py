@@ -9,13 +9,15 @@ trials are found back as seed groups (configs equal up to the seed) and chosen b
 """
 from __future__ import annotations
 
+from tracer_core.lazy import lazy
+
 import itertools
 import json
 import math
 from pathlib import Path
 from typing import Sequence
 
-import pandas as pd
+pd = lazy("pandas")
 
 from tracer_core.config import ConfigError, RunConfig, load_preset
 from tracer_core.metrics.selection import select_trial
