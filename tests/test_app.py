@@ -16,7 +16,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-PAGES = ["views/home.py", "views/launch.py", "views/dynamics.py", "views/kernel.py", "views/runs.py"]
+PAGES = ["views/home.py", "views/launch.py", "views/dynamics.py", "views/kernel.py", "views/runs.py", "views/frontier.py"]
 TINY = ["model.pretrained=none", "data.train_set=synthetic", 'data.eval_sets=["synthetic"]', "train.steps=12",
         "data.batch_size=16", "data.max_eval_samples=64", "train.eval_every=6", "optim.warmup_steps=3",
         "train.threads=1"]   # one torch thread: robust to a busy 2-core machine
