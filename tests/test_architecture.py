@@ -36,6 +36,9 @@ def _imports(path: Path, root: Path = ROOT) -> set[str]:
                 mod = node.module or ""
             names.add(mod)
             names.update(f"{mod}.{a.name}" for a in node.names)   # `from tracer_core import store`
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "lazy" and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            names.add(node.args[0].value)                             # `pd = lazy("pandas")` (tracer_core.lazy)
     return names
 
 
