@@ -156,21 +156,25 @@ def test_launch_sweep_submits_the_grid(tmp_path, app_for):
     grid = api.tuning_grid()
     trials, seeds = api.grid_trials("tracer", grid), grid["protocol"]["trial_seeds"]
     at = _open(app_for, tmp_path, "views/launch.py")
-    at.selectbox(key="tune_method").set_value("tracer").run()
-    preview = at.dataframe[-1].value
-    assert len(preview) == len(trials) and {"loss.lambda_sd", "loss.alpha_fd"} <= set(preview.columns)
-    at.button(key="tune_submit").click().run()
-    assert not at.exception
-    svc = at.session_state["svc"]
-    runs = svc.store.list_runs(tags=["tuning:tracer"])
-    assert len(runs) == len(trials) * len(seeds)
-    got = sorted((json.loads(c)["loss"]["lambda_sd"], json.loads(c)["loss"]["alpha_fd"], int(s))
-                 for c, s in zip(runs["config"], runs["seed"]))
-    assert got == sorted((t["loss.lambda_sd"], t["loss.alpha_fd"], s) for t in trials for s in seeds)
-    cfg = json.loads(runs["config"].iloc[0])["data"]
-    assert cfg["train_set"] == "mnist:fit" and "mnist:val" in cfg["eval_sets"]
-    for rid in runs["run_id"]:
-        api.cancel_run(svc, rid)
+    try:
+        at.selectbox(key="tune_method").set_value("tracer").run(timeout=240)
+        preview = at.dataframe[-1].value
+        assert len(preview) == len(trials) and {"loss.lambda_sd", "loss.alpha_fd"} <= set(preview.columns)
+        at.button(key="tune_submit").click().run(timeout=240)     # checks the data sets, then queues: slow when busy
+        assert not at.exception
+        runs = at.session_state["svc"].store.list_runs(tags=["tuning:tracer"])
+        assert len(runs) == len(trials) * len(seeds)
+        got = sorted((json.loads(c)["loss"]["lambda_sd"], json.loads(c)["loss"]["alpha_fd"], int(s))
+                     for c, s in zip(runs["config"], runs["seed"]))
+        assert got == sorted((t["loss.lambda_sd"], t["loss.alpha_fd"], s) for t in trials for s in seeds)
+        cfg = json.loads(runs["config"].iloc[0])["data"]
+        assert cfg["train_set"] == "mnist:fit" and "mnist:val" in cfg["eval_sets"]
+    finally:   # the queued 300-step runs must not go on training behind the rest of the suite, pass or fail
+        svc = at.session_state["svc"] if "svc" in at.session_state else None
+        if svc is not None:
+            for rid in svc.store.list_runs()["run_id"]:
+                api.cancel_run(svc, rid)
+            svc.runner.shutdown(cancel_running=True)
 
 
 def test_best_trial_is_chosen_on_validation_only(tmp_path):
