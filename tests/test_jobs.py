@@ -312,7 +312,7 @@ def run_rows(data_dir, run_id):
     store = RunStore(data_dir, refresh_interval_s=0.0)
     s, ev = store.series([run_id], max_points=None), store.evaluations([run_id])
     store.close()
-    s = s[s.name != "step_time"].sort_values(["step", "name", "context"])
+    s = s[~s.name.isin(["step_time", "data_wait", "images_per_s"])].sort_values(["step", "name", "context"])   # timings
     ev = ev.sort_values(["step", "dataset", "metric"])
     return (s[["step", "name", "context", "value"]].to_numpy().tolist(),
             ev[["step", "dataset", "metric", "value"]].to_numpy().tolist())
