@@ -162,7 +162,9 @@ def test_launch_sweep_submits_the_grid(tmp_path, app_for):
         assert len(preview) == len(trials) and {"loss.lambda_sd", "loss.alpha_fd"} <= set(preview.columns)
         at.button(key="tune_submit").click().run(timeout=240)     # checks the data sets, then queues: slow when busy
         assert not at.exception
-        runs = at.session_state["svc"].store.list_runs(tags=["tuning:tracer"])
+        store = at.session_state["svc"].store
+        store.refresh()                  # queries refresh at most once a second: read the just-queued runs now
+        runs = store.list_runs(tags=["tuning:tracer"])
         assert len(runs) == len(trials) * len(seeds)
         got = sorted((json.loads(c)["loss"]["lambda_sd"], json.loads(c)["loss"]["alpha_fd"], int(s))
                      for c, s in zip(runs["config"], runs["seed"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import logging
 import shutil
 import tomllib
@@ -157,7 +158,8 @@ def test_cli_run_on_a_full_disk_is_failed_not_done(store_dir, capsys, monkeypatc
     monkeypatch.setattr(writer_mod, "open", full_open, raising=False)
     rc, out, err = _train(["--preset", "ft", *[x for s in FAST for x in ("--set", s)]], capsys)
     assert rc == 1 and ": failed," in out and ": done," not in out
-    run = sorted((store_dir.path / "runs").iterdir())[-1]
+    run_id = re.search(r"run (\S+): failed,", out).group(1)     # not "the newest folder": ids of one second tie
+    run = store_dir.path / "runs" / run_id
     status = json.loads((run / schema.STATUS_FILE).read_text())
     assert status["status"] == "failed" and "No space left on device" in status["error"]
     assert not list(run.rglob("*.tmp"))
