@@ -1,13 +1,8 @@
 """JobRunner: queue training runs and supervise them as subprocesses (one runner per dashboard process).
 
-Why supervised subprocesses (``python -m tracer_core.jobs.worker <run_dir>``) rather than threads:
-
-* **crash isolation**: a segfault, OOM kill or runaway run takes down its worker, never the dashboard;
-* **no GIL fight**: the UI stays responsive while torch's Python-side work runs elsewhere (the worker gets
-  ``cores - 1`` threads);
-* **one code path**: the worker runs ``tracer_core.training.run`` with a ``RunWriter``, exactly like the
-  CLI's ``train`` command, and writes only its run folder, so it never contends for the DuckDB file;
-* **hard stop possible**: a thread cannot be killed; a process can (SIGTERM, then SIGKILL).
+This module is the queue and the public API (submit, cancel, status, wait, recover, shutdown);
+:mod:`tracer_core.jobs.supervisor` is the supervision thread's side: it starts, polls, stops and reaps the
+worker processes and keeps the warm spare worker (why subprocesses, and when a spare warms up: there).
 
 State lives on disk (status.json in each run folder), so a restarted dashboard rebuilds its view from the
 folders: runs whose process is gone are recorded as ``interrupted`` (:meth:`JobRunner.recover`), with their
@@ -17,23 +12,6 @@ Idempotency: ``submit(config, client_token=...)`` within ``idempotency_window_s`
 submission returns the first run's id instead of starting a second run. The key is
 ``sha256(canonical config JSON + "\\n" + client_token)``; pass the browser session id as the token so a
 double click or a rerun is one run while two users may still start the same config.
-
-Warm start (default on; ``warm=False`` or ``$TRACER_WARM_WORKER=0`` turns it off): the runner keeps one idle
-*spare* worker that has already imported torch/open_clip/the training code and touched the dataset code
-(:mod:`tracer_core.jobs.warmup`); the next run to start is handed to it (:mod:`tracer_core.jobs.spare`) and a
-new spare is started for the one after. From then on it is an ordinary worker: same command-line options,
-environment, thread count, cancel file, SIGTERM/SIGKILL escalation, reaping, parent-death rule and
-worker.log. If the spare is gone, the run gets a cold worker; so does a run whose spare died after the
-hand-over but before it took the run (status.json still "queued": a spare killed just then can still look
-alive for a moment). After 3 spares in a row die before running anything, warm starts are switched off for
-this runner (the reason is printed).
-
-When the spare warms up: a warm-up is 4-7 s of one busy core. Workers get ``cores - 1`` threads so that the
-dashboard keeps a core; a spare warming up beside a run would take that core for those seconds, just while
-the user watches the run's first live points. So by default a new spare starts only while no run is
-running: the first run after an idle spell (the demo click, a Launch) starts warm, and runs queued behind a
-running one start cold, as before. ``spare_while_running=True`` starts the next spare as soon as every
-running run has reported its first step instead (queued runs then start warm too).
 
 No torch, no streamlit, no duckdb here: the runner imports only the config and the run-folder writer.
 """
@@ -48,20 +26,16 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 from tracer_core.store import schema
-from tracer_core.store.runfiles import (HOST, RunFolderError, effective_status, list_run_dirs, read_json,
-                                        run_dir_of, write_json_atomic)
+from tracer_core.store.runfiles import HOST, effective_status, list_run_dirs, run_dir_of
 from tracer_core.store.writer import create_run_folder
 
 from .spare import WarmSpare
+from .supervisor import WorkerSupervisor, read_status
 
-WORKER_MODULE = "tracer_core.jobs.worker"
 WARM_ENV = "TRACER_WARM_WORKER"         # "0" turns warm starts off (for a JobRunner built without ``warm=``)
-MAX_SPARE_FAILURES = 3                  # spares that die idle in a row before warm starts are switched off
-SPARE_WAIT_FOR_FIRST_STEP_S = 60.0      # hold the next spare back at most this long for a run's first step
 
 
 @dataclass(frozen=True)
@@ -84,7 +58,7 @@ def idempotency_key(config: Any, client_token: str = "") -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class JobRunner:
+class JobRunner(WorkerSupervisor):
     def __init__(self, data_dir: str | os.PathLike | None = None, *, max_concurrent: int = 1,
                  idempotency_window_s: float = 10.0, cancel_grace_s: float = 30.0, kill_grace_s: float = 10.0,
                  poll_s: float = 0.25, worker_threads: int | None = None, entry: str | None = None,
@@ -92,8 +66,8 @@ class JobRunner:
                  spare_while_running: bool = False):
         """``entry``: ``module:function`` the worker trains with (default ``tracer_core.training:run``).
         ``env``: extra environment for workers. ``warm``: keep a pre-warmed spare worker (None: on unless
-        ``$TRACER_WARM_WORKER`` is "0"); ``spare_while_running``: see the module docstring. The other knobs
-        are timeouts in seconds."""
+        ``$TRACER_WARM_WORKER`` is "0"); ``spare_while_running``: see :mod:`tracer_core.jobs.supervisor`. The
+        other knobs are timeouts in seconds."""
         self.data_dir = schema.resolve_data_dir(data_dir)
         self.max_concurrent = max(1, max_concurrent)
         self.idempotency_window_s = idempotency_window_s
@@ -146,7 +120,7 @@ class JobRunner:
                 self._queue.remove(run_id)
                 self._finish(run_dir, "cancelled", "cancelled before it started")
                 return True
-            status = _read_status(run_dir)
+            status = read_status(run_dir)
             if run_id not in self._procs and effective_status(status)[0] not in schema.ACTIVE_STATUSES:
                 return False
             (run_dir / schema.CANCEL_FILE).touch()
@@ -156,7 +130,7 @@ class JobRunner:
         return True
 
     def status(self, run_id: str) -> JobStatus:
-        st = _read_status(run_dir_of(run_id, self.data_dir))
+        st = read_status(run_dir_of(run_id, self.data_dir))
         state, reason = effective_status(st)
         done, total = int(st.get("steps_done") or 0), int(st.get("total") or 0)
         rate = st.get("steps_per_s") or 0
@@ -172,7 +146,7 @@ class JobRunner:
         with self._lock:
             mine = set(self._queue) | set(self._procs) | {v[0] for v in self._recent.values()}
         live = {p.name for p in list_run_dirs(self.data_dir)
-                if effective_status(_read_status(p))[0] in schema.ACTIVE_STATUSES}
+                if effective_status(read_status(p))[0] in schema.ACTIVE_STATUSES}
         return [self.status(r) for r in sorted(mine | live, reverse=True)]
 
     def wait(self, run_id: str, timeout: float | None = None, poll_s: float = 0.1) -> JobStatus:
@@ -192,7 +166,7 @@ class JobRunner:
         """Record ``interrupted`` for queued/running runs whose process is gone; returns their ids."""
         done = []
         for path in list_run_dirs(self.data_dir):
-            st = _read_status(path)
+            st = read_status(path)
             if st.get("status") not in schema.ACTIVE_STATUSES:
                 continue
             with self._lock:
@@ -244,162 +218,3 @@ class JobRunner:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout=5)
-
-    # -- supervision ----------------------------------------------------------------------------------
-    def _supervise(self) -> None:
-        # the only thread that starts workers: it lives as long as the runner, so children never outlive
-        # the thread that spawned them by accident
-        while True:
-            self._wake.wait(self.poll_s)
-            self._wake.clear()
-            try:
-                self._tick()
-            except Exception as e:  # keep supervising whatever happens to one run
-                print(f"job-runner: {type(e).__name__}: {e}", file=sys.stderr)
-            if self._stopping.is_set() and not self._procs:
-                return
-            if self._stopping.is_set():
-                time.sleep(self.poll_s)
-
-    def _tick(self) -> None:
-        with self._lock:
-            for run_id, proc in list(self._procs.items()):
-                rc = proc.poll()
-                if rc is not None:
-                    del self._procs[run_id]
-                    self._reap(run_id, rc)
-                elif run_id in self._cancel_at:
-                    waited = time.monotonic() - self._cancel_at[run_id]
-                    if waited > self.cancel_grace_s + self.kill_grace_s:
-                        proc.kill()
-                    elif waited > self.cancel_grace_s:
-                        proc.terminate()
-            while self._queue and len(self._procs) < self.max_concurrent and not self._stopping.is_set():
-                self._start(self._queue.popleft())
-            self._keep_spare()
-
-    def _worker_env(self, threads: int) -> dict[str, str]:
-        env = {**os.environ, **self.env, "TRACER_DATA_DIR": str(self.data_dir), "OMP_NUM_THREADS": str(threads)}
-        paths = [str(schema.REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        return env
-
-    def _threads(self) -> int:
-        cpus = max(1, (os.cpu_count() or 2) - 1)
-        return self.worker_threads or max(1, cpus // self.max_concurrent)
-
-    def _worker_cmd(self, first: list[str], threads: int) -> list[str]:
-        return ([self.python, "-m", WORKER_MODULE, *first, "--threads", str(threads), "--parent-pid",
-                 str(os.getpid())] + (["--entry", self.entry] if self.entry else []))
-
-    def _start(self, run_id: str) -> None:
-        run_dir = run_dir_of(run_id, self.data_dir)
-        self._started[run_id] = time.monotonic()
-        if self._spare is not None and run_id not in self._cold_retry:
-            spare, self._spare = self._spare, None
-            proc = spare.hand_over(run_dir)
-            if proc is not None:
-                self._procs[run_id] = proc
-                self._handed.add(run_id)
-                return
-            self._spare_died(spare)          # gone before we could use it: a cold start instead
-        self._cold_retry.discard(run_id)
-        threads = self._threads()
-        cmd = self._worker_cmd([str(run_dir)], threads)
-        try:
-            with open(run_dir / schema.WORKER_LOG, "ab") as log:
-                # own session: a Ctrl-C in the dashboard's terminal does not reach the worker; the worker
-                # notices the dashboard's death itself (--parent-pid) and stops as interrupted
-                self._procs[run_id] = subprocess.Popen(cmd, cwd=schema.REPO_ROOT, env=self._worker_env(threads),
-                                                       stdin=subprocess.DEVNULL, stdout=log,
-                                                       stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as e:
-            self._started.pop(run_id, None)
-            self._finish(run_dir, "failed", f"could not start the worker: {e}")
-
-    # -- the spare worker (see the module docstring) ---------------------------------------------------
-    def _keep_spare(self) -> None:
-        """Called under the lock each tick: notice a spare that died idle; start one when it is time."""
-        if self._spare is not None and not self._spare.alive():
-            spare, self._spare = self._spare, None
-            self._spare_died(spare)
-        if self._spare is not None or not self.warm or self._closing or self._stopping.is_set():
-            return
-        if self._procs and not self.spare_while_running:
-            return       # its warm-up would take the dashboard's core while a run trains
-        if any(not self._past_first_step(run_id) for run_id in self._procs):
-            return       # ... and, even when allowed, never slow a run's way to its first points
-        threads = self._threads()
-        try:
-            self._spare = WarmSpare(self._worker_cmd(["--warm"], threads), cwd=schema.REPO_ROOT,
-                                    env=self._worker_env(threads))
-        except OSError as e:
-            self._give_up_warm(f"could not start a spare worker: {e}")
-
-    def _past_first_step(self, run_id: str) -> bool:
-        if time.monotonic() - self._started.get(run_id, 0.0) > SPARE_WAIT_FOR_FIRST_STEP_S:
-            return True
-        st = _read_status(run_dir_of(run_id, self.data_dir))
-        return int(st.get("steps_done") or 0) > 0 or st.get("status") not in schema.ACTIVE_STATUSES
-
-    def _spare_died(self, spare: WarmSpare) -> None:
-        tail = spare.log_tail()
-        spare.stop()             # reap it (it is already gone: no wait)
-        self._count_spare_failure(f"spare worker {spare.pid} exited with code {spare.proc.returncode}: {tail}")
-
-    def _count_spare_failure(self, why: str) -> None:
-        self._spare_failures += 1
-        if self._spare_failures >= MAX_SPARE_FAILURES:
-            self._give_up_warm(why)
-        else:
-            print(f"job-runner: {why}", file=sys.stderr)
-
-    def _give_up_warm(self, why: str) -> None:
-        self.warm = False
-        print(f"job-runner: warm starts switched off ({why}); runs start cold", file=sys.stderr)
-
-    def _reap(self, run_id: str, rc: int) -> None:
-        """The worker exited: if it could not record an end status itself, record one for it."""
-        run_dir = run_dir_of(run_id, self.data_dir)
-        self._started.pop(run_id, None)
-        cancelled = self._cancel_at.pop(run_id, None) is not None
-        handed = run_id in self._handed
-        self._handed.discard(run_id)
-        st = _read_status(run_dir)
-        if st.get("status") not in schema.ACTIVE_STATUSES:
-            if handed:
-                self._spare_failures = 0     # a spare ran a run: warm starts work
-            return
-        if handed and not cancelled and st.get("status") == "queued" and not self._stopping.is_set():
-            # the spare died before attaching its writer: the run never began, so start it cold
-            self._count_spare_failure(f"spare worker exited with code {rc} before taking run {run_id}")
-            self._cold_retry.add(run_id)
-            self._queue.appendleft(run_id)
-            return
-        if cancelled:
-            self._finish(run_dir, "cancelled", "stopped by the job runner")
-        elif rc < 0:
-            self._finish(run_dir, "interrupted", f"worker killed by signal {-rc}")
-        else:
-            self._finish(run_dir, "failed", f"worker exited with code {rc}: {_tail(run_dir / schema.WORKER_LOG)}")
-
-    def _finish(self, run_dir: Path, status: str, error: str) -> None:
-        st = _read_status(run_dir)
-        st.update(status=status, error=error, ended=time.time())
-        write_json_atomic(run_dir / schema.STATUS_FILE, st)
-
-
-def _read_status(run_dir: Path) -> dict[str, Any]:
-    """status.json as a dict; {} when missing or unreadable (the store reports unreadable folders)."""
-    try:
-        return read_json(run_dir / schema.STATUS_FILE) or {}
-    except (RunFolderError, OSError):
-        return {}
-
-
-def _tail(path: Path, n: int = 5) -> str:
-    try:
-        lines = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(lines[-n:])
