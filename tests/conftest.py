@@ -36,3 +36,46 @@ def app_for(monkeypatch):
 
     yield make
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def open_page():
+    """Opens a page under AppTest: ``open_page(at, "views/runs.py", key=value...)`` sets the session state, runs
+    app.py first when it has not run (it calls st.navigation; else AppTest would run the bare page), switches
+    to the page, runs it and asserts that it raised nothing; returns ``at``."""
+    def open_(at, page: str, **state):
+        for k, v in state.items():
+            at.session_state[k] = v
+        if "svc" not in at.session_state:
+            at.run()                    # app.py first: it calls st.navigation
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return open_
+
+
+@pytest.fixture(scope="session")
+def train_checkpointed():
+    """Factory: ``train_checkpointed(data_dir, configs)`` trains each RunConfig in this process into a new run
+    folder of ``data_dir`` with ``output_dir=<run folder>`` (as dashboard and CLI runs do, so each saves its final
+    checkpoint as an artifact) and returns their run ids; each must finish "done"."""
+    def train(data_dir, configs) -> list[str]:
+        import torch
+
+        from tracer_core.store.writer import RunWriter
+        from tracer_core.training import run
+
+        ids, threads = [], torch.get_num_threads()
+        try:
+            for cfg in configs:
+                with RunWriter.create(cfg, data_dir) as writer:
+                    assert run(cfg, writer, output_dir=writer.run_dir).status == "done"
+                ids.append(writer.run_id)
+        finally:
+            torch.set_num_threads(threads)     # train.threads is process-wide: give the suite its setting back
+        return ids
+
+    return train
+

@@ -24,41 +24,18 @@ SEEDED = ("tracer_ema", "tracer", "ft")
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory):
+def seeded(tmp_path_factory, train_checkpointed):
     """(data_dir, {preset: run_id}) with three finished runs, each with a final checkpoint."""
-    import torch
-
     from tracer_core.config import load_preset
-    from tracer_core.store.writer import RunWriter
-    from tracer_core.training import run
 
     data_dir = tmp_path_factory.mktemp("tracer-analysis")
-    ids, threads = {}, torch.get_num_threads()
-    try:
-        for preset in SEEDED:
-            cfg = load_preset(preset, TINY)
-            with RunWriter.create(cfg, data_dir) as writer:
-                assert run(cfg, writer, output_dir=writer.run_dir).status == "done"
-            ids[preset] = writer.run_id
-    finally:
-        torch.set_num_threads(threads)
-    return data_dir, ids
+    ids = train_checkpointed(data_dir, [load_preset(preset, TINY) for preset in SEEDED])
+    return data_dir, dict(zip(SEEDED, ids))
 
 
 @pytest.fixture
 def app(seeded, app_for):
     return app_for(seeded[0], timeout=240)
-
-
-def _open(at: AppTest, page: str, **state) -> AppTest:
-    for k, v in state.items():
-        at.session_state[k] = v
-    if "svc" not in at.session_state:
-        at.run()                    # app.py first: it calls st.navigation
-    at.switch_page(page)
-    at.run()
-    _ok(at)
-    return at
 
 
 def _ok(at: AppTest) -> None:
@@ -81,18 +58,18 @@ def _labelled(fig: dict) -> None:
 # -- every page ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("page", PAGES)
-def test_analysis_pages_open_without_error(app, page):
-    _open(app, page)
+def test_analysis_pages_open_without_error(app, page, open_page):
+    _ok(open_page(app, page))
     assert app.title
     assert app.get("plotly_chart") or app.get("button"), "a chart, or a button that computes one"
 
 
-def test_empty_store_explains_what_to_do(tmp_path, app_for):
+def test_empty_store_explains_what_to_do(tmp_path, app_for, open_page):
     at = app_for(tmp_path / "empty")
     try:
         for page, words in zip(PAGES, ("No evaluations yet", "No representation similarities", "No checkpoint",
                                        "No checkpoint")):
-            _open(at, page)
+            _ok(open_page(at, page))
             assert any(words in i.value for i in at.info), [i.value for i in at.info]
             assert not at.get("plotly_chart")
     finally:
@@ -101,10 +78,10 @@ def test_empty_store_explains_what_to_do(tmp_path, app_for):
 
 # -- calibration -------------------------------------------------------------------------------------------------
 
-def test_calibration_diagrams_table_and_step_slider(app, seeded):
+def test_calibration_diagrams_table_and_step_slider(app, seeded, open_page):
     ids = seeded[1]
     runs = [ids["tracer_ema"], ids["tracer"], ids["ft"]]
-    _open(app, "views/calibration.py", cal_runs=runs)
+    _ok(open_page(app, "views/calibration.py", cal_runs=runs))
     assert app.selectbox(key="cal_set").options[0] == "synthetic"       # the ID set first
     assert app.select_slider(key="cal_step").options == ["0", "6", "12"]
     rel = _fig(app, "cal_reliability")
@@ -152,9 +129,9 @@ def test_fold_top_bin_is_count_weighted():
 
 # -- representations -----------------------------------------------------------------------------------------------
 
-def test_representations_heatmap_and_layer_curves_ema_vs_wma(app, seeded):
+def test_representations_heatmap_and_layer_curves_ema_vs_wma(app, seeded, open_page):
     ema, wma = seeded[1]["tracer_ema"], seeded[1]["tracer"]
-    _open(app, "views/representations.py")
+    _ok(open_page(app, "views/representations.py"))
     assert app.multiselect(key="rep_runs").value == [ema, wma]           # default: EMA and WMA side by side
     heat = _fig(app, "rep_heatmap")
     _labelled(heat)
@@ -181,9 +158,9 @@ def test_representations_heatmap_and_layer_curves_ema_vs_wma(app, seeded):
 
 # -- attributions -------------------------------------------------------------------------------------------------
 
-def test_attributions_compute_overlays_for_three_models(app, seeded):
+def test_attributions_compute_overlays_for_three_models(app, seeded, open_page):
     ema = seeded[1]["tracer_ema"]
-    _open(app, "views/attributions.py", attr_run=ema)
+    _ok(open_page(app, "views/attributions.py", attr_run=ema))
     assert app.selectbox(key="attr_ckpt").value.endswith("step_000012.safetensors")
     assert app.selectbox(key="attr_set").options == ["synthetic", "sklearn_digits"]
     assert not app.get("plotly_chart") and any("Compute attributions" in i.value for i in app.info)
@@ -206,8 +183,8 @@ def test_attributions_compute_overlays_for_three_models(app, seeded):
     assert not app.get("plotly_chart")
 
 
-def test_attributions_without_teacher(app, seeded):
-    _open(app, "views/attributions.py", attr_run=seeded[1]["ft"])
+def test_attributions_without_teacher(app, seeded, open_page):
+    _ok(open_page(app, "views/attributions.py", attr_run=seeded[1]["ft"]))
     assert any("no teacher" in c.value for c in app.caption)
     app.multiselect(key="attr_methods").set_value(["saliency"])
     app.button(key="attr_compute").click().run()
@@ -218,9 +195,9 @@ def test_attributions_without_teacher(app, seeded):
 
 # -- robustness ---------------------------------------------------------------------------------------------------
 
-def test_robustness_attacks_and_wise_curve(app, seeded):
+def test_robustness_attacks_and_wise_curve(app, seeded, open_page):
     wma = seeded[1]["tracer"]
-    _open(app, "views/robustness.py", rob_run=wma)
+    _ok(open_page(app, "views/robustness.py", rob_run=wma))
     assert app.slider(key="rob_eps").value == 4.0 and app.number_input(key="rob_steps").value == 5
     app.number_input(key="rob_n").set_value(16)
     app.button(key="rob_compute").click().run()

@@ -33,23 +33,13 @@ def _safe(markdown: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, train_checkpointed):
     """A finished tracer run named NAME (a Markdown image, emphasis, a directive and HTML) with a checkpoint."""
-    import torch
-
     from tracer_core.config import load_preset
-    from tracer_core.store.writer import RunWriter
-    from tracer_core.training import run
 
     data_dir = tmp_path_factory.mktemp("tracer-safety")
-    threads = torch.get_num_threads()
-    try:
-        cfg = load_preset("tracer", [*TINY, f"name={json.dumps(NAME)}"])
-        with RunWriter.create(cfg, data_dir) as writer:
-            assert run(cfg, writer, output_dir=writer.run_dir).status == "done"
-    finally:
-        torch.set_num_threads(threads)
-    return data_dir, writer.run_id
+    (run_id,) = train_checkpointed(data_dir, [load_preset("tracer", [*TINY, f"name={json.dumps(NAME)}"])])
+    return data_dir, run_id
 
 
 def _copy(trained, tmp_path, name="data"):
@@ -61,27 +51,16 @@ def _copy(trained, tmp_path, name="data"):
     return dst, run_id
 
 
-def _open(at: AppTest, page: str, **state) -> AppTest:
-    for k, v in state.items():
-        at.session_state[k] = v
-    if "svc" not in at.session_state:
-        at.run()                    # app.py first: it calls st.navigation
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def _texts(at: AppTest) -> list[str]:
     return [e.value for kind in ("error", "warning", "info", "caption", "success") for e in getattr(at, kind)]
 
 
-def test_user_text_is_escaped_in_alerts_and_progress(trained, tmp_path, app_for):
+def test_user_text_is_escaped_in_alerts_and_progress(trained, tmp_path, app_for, open_page):
     data_dir, run_id = _copy(trained, tmp_path)
     status = data_dir / "runs" / run_id / "status.json"
     st_json = json.loads(status.read_text())
     status.write_text(json.dumps({**st_json, "status": "failed", "error": ERROR}))
-    at = _open(app_for(data_dir, timeout=120), "views/dynamics.py", dynamics_runs=[run_id])
+    at = open_page(app_for(data_dir, timeout=120), "views/dynamics.py", dynamics_runs=[run_id])
     warnings = [w.value for w in at.warning]
     hits = [w for w in warnings if "pixel.png" in w]
     assert hits, warnings
@@ -116,7 +95,8 @@ def test_chart_legends_and_report_escape_html(trained, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbled", "not an object"])
-def test_broken_config_json_breaks_no_page_and_the_run_stays_deletable(trained, tmp_path, app_for, damage):
+def test_broken_config_json_breaks_no_page_and_the_run_stays_deletable(trained, tmp_path, app_for, open_page,
+                                                                       damage):
     data_dir, run_id = _copy(trained, tmp_path)
     cfg = data_dir / "runs" / run_id / "config.json"
     if damage == "missing":
@@ -127,10 +107,10 @@ def test_broken_config_json_breaks_no_page_and_the_run_stays_deletable(trained, 
     at = app_for(data_dir, timeout=180)
     for page in ("views/runs.py", "views/dynamics.py", "views/attributions.py", "views/robustness.py",
                  "views/calibration.py", "views/home.py"):
-        _open(at, page)
+        open_page(at, page)
         assert not at.error, (page, [e.value for e in at.error])
     assert sorted(p.name for p in (data_dir / "runs").iterdir()) == before       # looking changed nothing
-    _open(at, "views/runs.py")
+    open_page(at, "views/runs.py")
     table = at.dataframe[0].value
     row = table.set_index("run_id").loc[run_id]
     assert row["status"] == "incompatible", row.to_dict()       # shown as broken, not as a finished run
