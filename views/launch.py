@@ -76,19 +76,30 @@ with st.form("launch_form"):
                              placeholder="optim.warmup_steps=10\ntrain.eval_every=50\ndata.path=/data/images")
     submitted = st.form_submit_button("Launch", type="primary", icon="🚀")
 
-if submitted:
+
+def queue(make_configs, invalid: str, noun: str, done) -> None:
+    """Queue the configs ``make_configs()`` builds: a bad config shows "Invalid <invalid>: ...", a store that
+    cannot take the runs "Could not queue the <noun>: ..."; else ``done(ids)`` is the success line."""
     try:
-        base = api.build_config(preset, vals, extra, tags)
-        configs = api.sweep_configs(base, api.parse_list(seeds, int, "Seeds"), api.parse_list(betas, float, "β values"),
-                                    api.parse_list(lambdas, float, "λ_SD values"))
-        ids = api.submit_runs(svc, configs, st.session_state["client_token"])
+        ids = api.submit_runs(svc, make_configs(), st.session_state["client_token"])
     except api.ConfigError as e:
-        st.error(f"Invalid settings: {api.md(e)}")
+        st.error(f"Invalid {invalid}: {api.md(e)}")
     except (api.StoreError, OSError) as e:
-        st.error(f"Could not queue the run: {api.md(e)}")
+        st.error(f"Could not queue the {noun}: {api.md(e)}")
     else:
         st.session_state["launched"] = ids
-        st.success(f"Queued {len(ids)} run{'s' if len(ids) > 1 else ''}: {', '.join(ids)}")
+        st.success(done(ids))
+
+
+def form_configs() -> list:
+    base = api.build_config(preset, vals, extra, tags)
+    return api.sweep_configs(base, api.parse_list(seeds, int, "Seeds"), api.parse_list(betas, float, "β values"),
+                             api.parse_list(lambdas, float, "λ_SD values"))
+
+
+if submitted:
+    queue(form_configs, "settings", "run",
+          lambda ids: f"Queued {len(ids)} run{'s' if len(ids) > 1 else ''}: {', '.join(ids)}")
 
 if st.session_state.get("launched"):
     if st.button("Watch them live", key="launch_watch", icon="📈"):
@@ -113,16 +124,8 @@ else:
     st.dataframe(api.trials_frame(tune_method, grid), hide_index=True, width="stretch", key="tune_trials")
     if st.button(f"Queue {len(api.grid_trials(tune_method, grid)) * len(proto['trial_seeds'])} tuning runs",
                  key="tune_submit", icon="🧪"):
-        try:
-            configs = api.tuning_sweep_configs(tune_method, grid, tune_extra.split())
-            ids = api.submit_runs(svc, configs, st.session_state["client_token"])
-        except api.ConfigError as e:
-            st.error(f"Invalid sweep: {api.md(e)}")
-        except (api.StoreError, OSError) as e:
-            st.error(f"Could not queue the sweep: {api.md(e)}")
-        else:
-            st.session_state["launched"] = ids
-            st.success(f"Queued {len(ids)} tuning runs of {api.md(tune_method)}.")
+        queue(lambda: api.tuning_sweep_configs(tune_method, grid, tune_extra.split()), "sweep", "sweep",
+              lambda ids: f"Queued {len(ids)} tuning runs of {api.md(tune_method)}.")
 
 st.caption("Runs launched here train in a background process on this machine, one at a time. With several GPUs, "
            "start a run with `torchrun` from the command line (the **Runs** page prints the command for any run): "
