@@ -142,11 +142,8 @@ def bench_downsample(work: Path) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("work_dir", type=Path)
-    ap.add_argument("--runs", type=int, default=1000)
-    ap.add_argument("--series", type=int, default=20)
-    ap.add_argument("--steps", type=int, default=10_000)
+    from bench.common import lab_store_parser
+    ap = lab_store_parser(__doc__, "work_dir")
     ap.add_argument("--append-results", action="store_true", help="append the table to bench/RESULTS.md")
     a = ap.parse_args(argv)
     lab = a.work_dir / "lab"

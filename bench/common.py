@@ -1,4 +1,5 @@
-"""Helpers every bench shares: the CLI run (`train --json --no-store`), interleaved timing, load, RSS.
+"""Helpers every bench shares: the CLI run (`train --json --no-store`), interleaved timing, load, RSS, the lab
+store's command line.
 
     res = train_cli("tracer", ["train.steps=30"])          # the summary JSON the CLI prints last
     times = interleave({"a": f, "b": g}, rounds=5)          # {"a": [t_r ...], "b": [...]}, order alternates
@@ -6,6 +7,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -105,3 +107,14 @@ def tree_rss_mb(root_pid: int) -> float:
         total += _rss_kb(pid)
         todo += kids.get(pid, [])
     return total / 1024.0
+
+
+def lab_store_parser(doc: str, folder: str) -> argparse.ArgumentParser:
+    """The lab-scale store's command line (gen_lab_store.py, bench_lab_store.py): the folder (argument name
+    ``folder``) and the store's size, 1,000 runs x 20 series x 10,000 steps by default; the caller adds its own."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument(folder, type=Path)
+    ap.add_argument("--runs", type=int, default=1000)
+    ap.add_argument("--series", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=10_000)
+    return ap

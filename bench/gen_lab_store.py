@@ -11,7 +11,6 @@ Configs vary like a lab's: methods x teachers x learning rates x seeds (seed gro
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import lab_store_parser  # noqa: E402
 from tracer_core.config import OptimConfig, RunConfig, TeacherConfig, TrainConfig  # noqa: E402
 from tracer_core.store import schema  # noqa: E402
 from tracer_core.store.runfiles import HOST, write_json_atomic  # noqa: E402
@@ -101,12 +101,7 @@ def generate(data_dir: Path, runs: int, n_series: int, steps: int, seed: int = 0
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data_dir", type=Path)
-    ap.add_argument("--runs", type=int, default=1000)
-    ap.add_argument("--series", type=int, default=20)
-    ap.add_argument("--steps", type=int, default=10_000)
-    a = ap.parse_args(argv)
+    a = lab_store_parser(__doc__, "data_dir").parse_args(argv)
     t0 = time.perf_counter()
     generate(a.data_dir, a.runs, a.series, a.steps)
     print(f"wrote {a.runs} runs x {a.series} series x {a.steps} steps = {a.runs * a.series * a.steps:,} points "
