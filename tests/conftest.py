@@ -79,3 +79,8 @@ def train_checkpointed():
 
     return train
 
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A fresh data folder (runs/, the DuckDB file) for one test; not created until a writer or store needs it."""
+    return tmp_path / "data"
