@@ -216,3 +216,15 @@ def test_replaced_file_of_a_compacted_run_is_reread_over_parquet(data_dir):
     assert reader.evaluations([rid]).to_json() == owner.evaluations([rid]).to_json()
     reader.close()
     owner.close()
+
+
+def test_rebuild_in_the_second_process_leaves_the_owners_compactions(data_dir):
+    ids = gen.generate(data_dir, runs=2, n_series=2, steps=50)
+    owner = RunStore(data_dir, refresh_interval_s=None)
+    out = subprocess.run([sys.executable, "-m", "tracer_core.store.cli", "rebuild-store", "--data-dir", str(data_dir)],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "in-memory index only" in out.stderr and "rebuilt:" in out.stdout
+    assert all((schema.compact_dir(data_dir) / r / "manifest.json").is_file() for r in ids)
+    assert len(owner.series(ids, max_points=None)) == 200
+    owner.close()

@@ -139,11 +139,18 @@ class RunStore:
             cur.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{name}"')
 
     def rebuild(self) -> dict[str, int]:
-        """Drop every table and the compactions, and re-index all run folders from their JSONL files."""
+        """Drop every table and the compactions, and re-index all run folders from their JSONL files.
+        Over Parquet (another process holds the file) only this process's in-memory index is rebuilt: the
+        compactions are the owner's (it reads its own tables, and would not rewrite them)."""
         with self._lock:
             with self._cursor() as cur:
                 self._drop_all(cur)
-            shutil.rmtree(schema.compact_dir(self.data_dir), ignore_errors=True)
+            if self.in_memory:
+                self._notice_once("rebuild", f"Rebuilt this process's in-memory index only: {self.path} and the "
+                                  "compacted Parquet files belong to the process that holds the file; rebuild "
+                                  "them (rebuild-store) when no other process has the store open.")
+            else:
+                shutil.rmtree(schema.compact_dir(self.data_dir), ignore_errors=True)
             self._init_schema()
             return self.refresh()
 
