@@ -96,14 +96,15 @@ def view_sql(spec: schema.TableSpec, root: Path, run_ids: list[str]) -> str:
     ``run_id`` is taken from the file's path (``compact/<run_id>/<table>.parquet``), not from its column:
     DuckDB then evaluates a query's run filter (``list_contains($runs, run_id)``) on the path list and opens
     only the matching files (a 6-run chart over 1,000 compacted runs opens 6 files, ~20 ms, instead of
-    every file's footer, ~100-200 ms). Paths are built from validated run ids and quoted as literals.
+    every file's footer, ~100-200 ms). Paths are built from validated run ids and quoted as literals; no hive
+    partitioning (a data dir such as ``/data/exp=1`` must not add columns).
     """
     cols = ", ".join(f'"{c}"' for c, _ in spec.columns)         # from the schema, not from users
     sql = f"CREATE OR REPLACE VIEW {spec.table} AS SELECT run_id, {cols} FROM {schema.live_table(spec)}"
     if run_ids:
         files = ", ".join(_sql_str((root / rid / f"{spec.table}.parquet").as_posix()) for rid in run_ids)
         sql += (f" UNION ALL SELECT split_part(filename, '/', -2) AS run_id, {cols} "
-                f"FROM read_parquet([{files}], filename = true)")
+                f"FROM read_parquet([{files}], filename = true, hive_partitioning = false)")
     return sql
 
 
