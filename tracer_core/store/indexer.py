@@ -193,6 +193,7 @@ class Indexer:
         try:
             if self.views:       # read in place: the runs rows and their series appear together
                 self.views.create(cur, {**self.views.runs, **manifests})
+                self.views.load(cur, manifests)
                 rows = sum(sum(m.get("tables", {}).values()) for m in manifests.values())
             else:
                 rows = compact.load(cur, self.compact_root, manifests)
