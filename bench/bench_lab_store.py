@@ -5,7 +5,10 @@ Generates a synthetic lab store (bench/gen_lab_store.py, the run writer's format
 ``uptime`` load next to every figure:
 
 1. first ingest of every run folder (JSONL parse + Parquet compaction) and the size on disk;
-2. rebuild after deleting the DuckDB file (from the compactions), and a second process's in-memory index;
+2. rebuild after deleting the DuckDB file (from the compactions), and a real second process started while
+   this one holds the file: its start time, RSS and a 6-run chart (``--compare-with OTHER_CHECKOUT`` runs
+   the same second process with another checkout's code too, interleaved, e.g. before/after a change;
+   ``--second-only`` measures just that, on an already ingested store);
 3. a no-op refresh at that many runs (target <= 20 ms);
 4. the Runs page's queries: one sorted/filtered page, group rows with mean/std/n, the full list (<= 1 s);
 5. a 6-run comparison chart of 10k-step series with EMA smoothing (<= 300 ms);
@@ -87,7 +90,72 @@ def ensure(data_dir: Path, runs: int, series: int, steps: int) -> None:
     print(f"generated {want} in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def bench_lab(data_dir: Path, runs: int, series: int, steps: int) -> RunStore:
+SECOND = r"""
+import json, resource, sys, time
+from pathlib import Path
+def rss():
+    return int(next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:")).split()[1]) / 1024
+import duckdb, pandas, pyarrow, pyarrow.json, pyarrow.parquet   # imports are not the index: load them first
+from tracer_core.store.runstore import RunStore
+base = rss()
+t0 = time.perf_counter()
+s = RunStore(sys.argv[1], refresh_interval_s=None)
+start = time.perf_counter() - t0
+started = rss()
+t0 = time.perf_counter()
+ids = s.list_runs().run_id.tolist()
+t1 = time.perf_counter()
+df = s.series(ids[:6], max_points=1000)
+t2 = time.perf_counter()
+s.refresh()
+t3 = time.perf_counter()
+def med(fn, n=5):
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+    return sorted(ts)[n // 2] * 1e3
+warm = med(lambda: s.series(ids[6:12], max_points=1000))
+groups = med(lambda: s.runs_groups(by=["method", "teacher"], eval_metric=("mnist", "accuracy")))
+print(json.dumps({"start_s": start, "rss_base_mb": base, "rss_started_mb": started, "rss_end_mb": rss(),
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "runs": len(ids),
+                  "list_ms": (t1 - t0) * 1e3, "chart_ms": (t2 - t1) * 1e3, "chart_rows": len(df),
+                  "refresh_ms": (t3 - t2) * 1e3, "chart_warm_ms": warm, "groups_ms": groups,
+                  "in_memory": s.in_memory}))
+"""
+
+
+def second_process(data_dir: Path, code: Path) -> dict:
+    """A second process on ``data_dir`` (the caller holds the DuckDB file) running ``code``'s store."""
+    out = subprocess.run([sys.executable, "-c", SECOND, str(data_dir)], capture_output=True, text=True, cwd=code,
+                         env={**os.environ, "PYTHONPATH": str(code)}, timeout=3600)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_second(data_dir: Path, other: Path | None, repeat: int) -> None:
+    """Start time and memory of a second process while this one holds the file; with ``other``, that
+    checkout's code and this one's alternate (interleaved, same load), medians over ``repeat`` each."""
+    codes = {"this checkout": Path(__file__).resolve().parents[1]}
+    if other is not None:
+        codes = {f"{other}": other.resolve(), **codes}
+    got: dict[str, list[dict]] = {k: [] for k in codes}
+    for _ in range(repeat):
+        for label, code in codes.items():
+            got[label].append(second_process(data_dir, code))
+    for label, rows in got.items():
+        med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "in_memory"}
+        assert all(r["in_memory"] for r in rows), "the second process was not refused the file"
+        record(f"second process (file held by the first), {label}: start / RSS added by the store / peak RSS "
+               f"/ list_runs / 6-run chart first, warm / Runs-page group rows; median of {repeat}",
+               f"{med['start_s']:.2f} s / +{med['rss_started_mb'] - med['rss_base_mb']:.0f} MB (+"
+               f"{med['rss_end_mb'] - med['rss_base_mb']:.0f} MB after the queries) / {med['peak_mb']:.0f} MB / "
+               f"{med['list_ms']:.0f} ms / {med['chart_ms']:.0f} ms, {med['chart_warm_ms']:.0f} ms / "
+               f"{med['groups_ms']:.0f} ms")
+
+
+def bench_lab(data_dir: Path, runs: int, series: int, steps: int, other: Path | None = None,
+              repeat: int = 1) -> RunStore:
     shutil.rmtree(data_dir / "store", ignore_errors=True)
     t0 = time.perf_counter()
     store = RunStore(data_dir, refresh_interval_s=None)
@@ -104,12 +172,7 @@ def bench_lab(data_dir: Path, runs: int, series: int, steps: int) -> RunStore:
     t0 = time.perf_counter()
     store = RunStore(data_dir, refresh_interval_s=None)
     record("rebuild after deleting the DuckDB file (from the compactions)", f"{time.perf_counter() - t0:.1f} s")
-    before = rss_mb()
-    t0 = time.perf_counter()
-    second = RunStore(data_dir, refresh_interval_s=None, in_memory=True)
-    record("second process's index (in memory, from the compactions)",
-           f"{time.perf_counter() - t0:.1f} s, +{rss_mb() - before:.0f} MB RSS")
-    second.close()
+    bench_second(data_dir, other, repeat)
     record(f"no-op refresh at {runs} runs", ms(timed(store.refresh, 31)), "≤ 20 ms")
     record("Runs page: one page (50 rows, sorted by created, filtered by method)",
            ms(timed(lambda: store.runs_page(method="tracer", sort_by="created", limit=50, offset=100))), "≤ 1 s")
@@ -145,10 +208,18 @@ def main(argv=None) -> None:
     from bench.common import lab_store_parser
     ap = lab_store_parser(__doc__, "work_dir")
     ap.add_argument("--append-results", action="store_true", help="append the table to bench/RESULTS.md")
+    ap.add_argument("--compare-with", type=Path, help="another checkout: its second process runs too")
+    ap.add_argument("--second-repeat", type=int, default=1, help="second-process runs per checkout")
+    ap.add_argument("--second-only", action="store_true", help="only the second-process rows (ingests if needed)")
     a = ap.parse_args(argv)
     lab = a.work_dir / "lab"
     ensure(lab, a.runs, a.series, a.steps)
-    store = bench_lab(lab, a.runs, a.series, a.steps)
+    if a.second_only:
+        with RunStore(lab, refresh_interval_s=None):       # holds the file, as a running dashboard does
+            bench_second(lab, a.compare_with, a.second_repeat)
+        print(json.dumps(ROWS, indent=1))
+        return
+    store = bench_lab(lab, a.runs, a.series, a.steps, a.compare_with, a.second_repeat)
     if a.steps >= 10_000:
         bench_chart(store, store.list_runs().run_id.tolist())
     else:

@@ -13,7 +13,12 @@ A refresh costs what changed, not what exists:
 * **Live and new runs** are read as before: small json files when their mtime changed (or while live, as
   liveness ages), JSONL files only when their size moved, from the last ingested byte offset.
 * **Compaction**: a sealed run's rows are written to Parquet (:mod:`.compact`); a new run with a matching
-  compaction (a deleted DuckDB file, a second process) is loaded from it in one bulk read per table.
+  compaction (a deleted DuckDB file) is loaded from it in one bulk read per table.
+* **Over Parquet** (``over_parquet``, a process that cannot own the DuckDB file): nothing is loaded from a
+  compaction. Each row table is a view, ``<table>_live`` (rows of the runs that are not compacted: live,
+  new, or finished before the owner compacted them) UNION ALL ``read_parquet`` of the compacted runs'
+  files, read in place by every query. A run sealed here whose compaction appears later (the owner writes
+  it when it seals the run) is swapped from memory to its Parquet, so memory holds only the live runs.
 """
 from __future__ import annotations
 
@@ -61,16 +66,22 @@ class Indexer:
     """Ingestion state of one store connection (offsets, sealed runs, the runs folder listing)."""
 
     def __init__(self, data_dir: Path, *, notice_once: Callable[[str, str], None], db_errors: tuple,
-                 write_compactions: bool):
+                 write_compactions: bool, over_parquet: bool = False):
         self.data_dir = data_dir
         self.root = schema.runs_dir(data_dir)
         self.compact_root = schema.compact_dir(data_dir)
         self.journal = schema.edits_journal(data_dir)
+        self.over_parquet = over_parquet
+        self.views = compact.ParquetViews(self.root, self.compact_root) if over_parquet else None
         self._notice_once, self._db_errors, self._write_compactions = notice_once, db_errors, write_compactions
         self._stamps: dict[str, tuple] = {}
         self._listing: tuple[int, set[str]] | None = None
         self._pending: dict[str, RunFolder] = {}     # runs rows to upsert at the end of this refresh
         self._to_seal: list[str] = []
+
+    def rows_table(self, spec: schema.TableSpec) -> str:
+        """The physical table that holds a run's ingested rows (``<table>_live`` over Parquet)."""
+        return schema.live_table(spec) if self.over_parquet else spec.table
 
     def load(self, cur) -> None:
         """Read the persisted state (after the schema exists)."""
@@ -84,6 +95,8 @@ class Indexer:
         self._journal_at = size if not self._known else min(int(row[0]) if row else 0, size)
         self._stamps.clear()
         self._listing = None
+        if self.views:
+            self.views.reset(cur)
 
     # -- what exists --------------------------------------------------------------------------------------
     def _names(self, full: bool) -> set[str]:
@@ -123,8 +136,11 @@ class Indexer:
     def refresh(self, cur, full: bool = False) -> dict[str, int]:
         stats = {"runs": 0, "rows": 0, "bad_lines": 0}
         names = self._names(full)
-        for run_id in self._known - names:
-            self.forget(cur, run_id)
+        gone = sorted(self._known - names)
+        for run_id in gone:
+            self._forget(cur, run_id)
+        if gone and self.views:
+            self.views.create(cur)
         edited = self._edited(cur)
         self.upsert_runs(cur, [read_run_folder(self.root / r) for r in sorted(edited & self._sealed & names)])
         todo = sorted(names - self._sealed) if not full else sorted(names)
@@ -140,7 +156,11 @@ class Indexer:
             if self._to_seal:
                 cur.execute("INSERT OR REPLACE INTO sealed SELECT unnest(?::VARCHAR[])", [self._to_seal])
                 self._sealed.update(self._to_seal)
+                if self.views:
+                    self.views.sealed_live.update(r for r in self._to_seal if r not in self.views.runs)
                 self._to_seal = []
+            if self.views:
+                self.views.swap(cur, self.views.swap_ready(self._offsets, full))
         return stats
 
     def _refresh_runs(self, cur, todo: list[str], stats: dict[str, int]) -> None:
@@ -168,9 +188,15 @@ class Indexer:
                 found[run_id] = (m, rf)
         if not found:
             return 0
+        manifests = {r: m for r, (m, _) in found.items()}
         cur.execute("BEGIN TRANSACTION")
         try:
-            rows = compact.load(cur, self.compact_root, {r: m for r, (m, _) in found.items()})
+            if self.views:       # read in place: the runs rows and their series appear together
+                self.views.create(cur, {**self.views.runs, **manifests})
+                self.views.load(cur, manifests)
+                rows = sum(sum(m.get("tables", {}).values()) for m in manifests.values())
+            else:
+                rows = compact.load(cur, self.compact_root, manifests)
             self.upsert_runs(cur, [rf for _, rf in found.values()])
             offs = [(r, f, o) for r, (m, _) in found.items() for f, o in m["offsets"].items()]
             cur.execute(_OFFSETS_SQL, [list(c) for c in zip(*offs)] if offs else [[], [], []])
@@ -185,6 +211,8 @@ class Indexer:
             self._offsets.update({(run_id, f): o for f, o in m["offsets"].items()})
             self._known.add(run_id)
             self._sealed.add(run_id)
+        if self.views:
+            self.views.runs.update(manifests)
         return rows
 
     def _maybe_seal(self, cur, run_id: str) -> None:
@@ -209,6 +237,11 @@ class Indexer:
             prev = self._stamps[path.name] = (mtimes, rf.status.get("status", ""), rf.problem)
         if prev[2]:     # unreadable folder: listed with its problem, no rows
             return 0, 0
+        if self.views and path.name in self.views.runs and any(
+                self._size(path / s.file) < self._offsets.get((path.name, s.file), 0) for s in schema.TABLES):
+            self.views.drop(cur, path.name)       # a file was replaced: re-read the folder from byte 0
+            cur.execute("DELETE FROM ingest_offsets WHERE run_id = ?", [path.name])
+            self._offsets = {k: v for k, v in self._offsets.items() if k[0] != path.name}
         grown = [spec for spec in schema.TABLES
                  if self._size(path / spec.file) != self._offsets.get((path.name, spec.file), 0)]
         if not grown:
@@ -251,7 +284,7 @@ class Indexer:
             try:
                 table, new_offset, n_bad = read_new(path / spec.file, offset, spec)
             except Truncated:   # the file was replaced: forget what came from it and start over
-                cur.execute(f"DELETE FROM {spec.table} WHERE run_id = ?", [run_id])
+                cur.execute(f"DELETE FROM {self.rows_table(spec)} WHERE run_id = ?", [run_id])
                 offset = 0
                 continue
             if new_offset == offset:
@@ -261,13 +294,12 @@ class Indexer:
             bad, offset = bad + n_bad, new_offset
         return rows, bad, offset
 
-    @staticmethod
-    def _insert(cur, spec: schema.TableSpec, run_id: str, table: pa.Table) -> int:
+    def _insert(self, cur, spec: schema.TableSpec, run_id: str, table: pa.Table) -> int:
         cols = ", ".join(f'"{c}"' for c, _ in spec.columns)            # from the schema, not from users
         need = " AND ".join(f'"{c}" IS NOT NULL' for c in spec.required)
         cur.register("_ingest", table)
         try:
-            n = cur.execute(f"INSERT INTO {spec.table} SELECT ?, {cols} FROM _ingest WHERE {need}",
+            n = cur.execute(f"INSERT INTO {self.rows_table(spec)} SELECT ?, {cols} FROM _ingest WHERE {need}",
                             [run_id]).fetchone()[0]
         finally:
             cur.unregister("_ingest")
@@ -307,11 +339,31 @@ class Indexer:
             cur.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(row))})", row)
 
     def forget(self, cur, run_id: str) -> None:
-        for table in ["runs", "ingest_offsets", "sealed"] + [t.table for t in schema.TABLES]:
+        """Drop a run's rows (its folder is gone); over Parquet its files leave the views at once."""
+        self._forget(cur, run_id)
+        if self.views:
+            self.views.create(cur)
+
+    def _forget(self, cur, run_id: str) -> None:
+        for table in ["runs", "ingest_offsets", "sealed"] + [self.rows_table(t) for t in schema.TABLES]:
             cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         self._stamps.pop(run_id, None)
         self._known.discard(run_id)
         self._sealed.discard(run_id)
         self._offsets = {k: v for k, v in self._offsets.items() if k[0] != run_id}
+        if self.views:
+            self.views.runs.pop(run_id, None)
+            self.views.sealed_live.discard(run_id)
         if self._write_compactions:
             compact.remove(self.compact_root, [run_id])
+
+    def recheck_compacted(self, cur) -> int:
+        """Over Parquet, after a query could not read a file (the owner deleted a run or rebuilt the
+        compactions): forget the runs whose compaction no longer matches, so the next refresh re-adds them
+        (from a new compaction or from their folder). Returns how many."""
+        gone = self.views.stale() if self.views else []
+        for run_id in gone:
+            self._forget(cur, run_id)
+        if gone:
+            self.views.create(cur)
+        return len(gone)

@@ -6,8 +6,10 @@
 * **Incremental.** :meth:`refresh` reads only bytes appended since the last refresh (offsets are kept in the
   file, committed in the same transaction as the rows, so a crash never duplicates or loses a row).
 * **Concurrency.** Training processes never open the DuckDB file, so there is no cross-process lock to fight.
-  If another process (a second dashboard, a CLI command while the dashboard runs) already holds the file,
-  this store indexes the folders into an in-memory database instead, and says so in ``notices``.
+  If another process (a second dashboard, a CLI command while the dashboard runs) already holds the file
+  (DuckDB refuses even a read-only open then), this store uses an in-memory database *over Parquet*
+  instead, and says so in ``notices``: finished runs are read in place from their compacted Parquet files
+  (views, nothing loaded), only the other runs are ingested into memory (store/indexer.py).
   Inside the process: one connection, one ``cursor()`` per call (DuckDB 2.0 refuses a connection used by
   two threads at once); writes (refresh, edits) are serialised by a per-file lock, reads run freely.
 * **Safety.** User-given names, tags and filters are bound as SQL parameters only; run ids are validated
@@ -64,9 +66,10 @@ class RunStore:
         self._last_refresh = 0.0
         self.in_memory = in_memory
         self._con = self._connect()
-        # a process that cannot own the DuckDB file reads compactions but leaves writing them to the owner
+        # a process that cannot own the DuckDB file reads compactions in place, and leaves writing them to
+        # the owner (two writers of one compaction would race)
         self._indexer = Indexer(self.data_dir, notice_once=self._notice_once, db_errors=(duckdb.Error,),
-                                write_compactions=not self.in_memory)
+                                write_compactions=not self.in_memory, over_parquet=self.in_memory)
         with self._lock:
             self._init_schema()
         self.refresh()
@@ -90,8 +93,8 @@ class RunStore:
         except duckdb.IOException as e:
             if "lock" in str(e).lower():
                 self._notice(f"{self.path} is held by another process ({e}); this session indexes the run "
-                             "folders in memory instead (same data; finished runs are loaded from their "
-                             "compacted Parquet files, only the others are read from their folders).")
+                             "folders in memory instead (same data; finished runs are read in place from "
+                             "their compacted Parquet files, only the others are read from their folders).")
                 self.in_memory = True
                 return duckdb.connect(":memory:")
             reason = str(e)
@@ -122,7 +125,7 @@ class RunStore:
                 self._notice(f"The store file {self.path} has schema version {found}, this TRACER Studio uses "
                              f"{schema.STORE_SCHEMA_VERSION}. It is a cache: rebuilding it from the run folders.")
                 self._drop_all(cur)
-            for ddl in schema.all_ddl():
+            for ddl in schema.all_ddl(over_parquet=self.in_memory):
                 cur.execute(ddl)
             cur.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)",
                         [str(schema.STORE_SCHEMA_VERSION)])
@@ -130,17 +133,24 @@ class RunStore:
 
     @staticmethod
     def _drop_all(cur) -> None:
-        names = [r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables "
-                                           "WHERE table_schema = 'main'").fetchall()]
-        for name in names:
-            cur.execute(f'DROP TABLE IF EXISTS "{name}"')   # names read from the catalog, not from users
+        found = cur.execute("SELECT table_name, table_type FROM information_schema.tables "
+                            "WHERE table_schema = 'main' ORDER BY table_type = 'VIEW' DESC").fetchall()
+        for name, kind in found:    # views first: they read the tables; names from the catalog, not users
+            cur.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{name}"')
 
     def rebuild(self) -> dict[str, int]:
-        """Drop every table and the compactions, and re-index all run folders from their JSONL files."""
+        """Drop every table and the compactions, and re-index all run folders from their JSONL files.
+        Over Parquet (another process holds the file) only this process's in-memory index is rebuilt: the
+        compactions are the owner's (it reads its own tables, and would not rewrite them)."""
         with self._lock:
             with self._cursor() as cur:
                 self._drop_all(cur)
-            shutil.rmtree(schema.compact_dir(self.data_dir), ignore_errors=True)
+            if self.in_memory:
+                self._notice_once("rebuild", f"Rebuilt this process's in-memory index only: {self.path} and the "
+                                  "compacted Parquet files belong to the process that holds the file; rebuild "
+                                  "them (rebuild-store) when no other process has the store open.")
+            else:
+                shutil.rmtree(schema.compact_dir(self.data_dir), ignore_errors=True)
             self._init_schema()
             return self.refresh()
 
@@ -175,8 +185,26 @@ class RunStore:
     # -- queries (see tracer_core.store.queries for the semantics) -----------------------------------------
     def _query(self, fn, *args, **kwargs):
         self._maybe_refresh()
-        with self._cursor() as cur:
+        try:
+            with self._cursor() as cur:
+                return fn(cur, *args, **kwargs)
+        except duckdb.IOException:
+            if not self._recheck_parquet():
+                raise
+        with self._cursor() as cur:    # once more, over the compactions that are there now
             return fn(cur, *args, **kwargs)
+
+    def _recheck_parquet(self) -> bool:
+        """Over Parquet, a query failed to read a file: the owner deleted a run or rebuilt the compactions
+        since the views were made. Re-check them (the runs concerned are re-added from what is there now)."""
+        if not self._indexer.over_parquet:
+            return False
+        with self._lock:
+            with self._cursor() as cur:
+                changed = self._indexer.recheck_compacted(cur)
+            if changed:
+                self.refresh()
+        return bool(changed)
 
     def list_runs(self, **filters: Any) -> pd.DataFrame:
         """Filters: run_ids, method, teacher, seed, tags (all of), status, name_contains, config={key: value}."""
@@ -314,6 +342,4 @@ class RunStore:
             run_ids = [validate_run_id(r) for r in run_ids]
         except RunFolderError as e:
             raise StoreError(str(e)) from None
-        self._maybe_refresh()
-        with self._cursor() as cur:
-            return export_tables(cur, run_ids, fmt, Path(out_dir))
+        return self._query(export_tables, run_ids, fmt, Path(out_dir))

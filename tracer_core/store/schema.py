@@ -99,14 +99,23 @@ OFFSETS_DDL = ("CREATE TABLE IF NOT EXISTS ingest_offsets (run_id VARCHAR, file 
 SEALED_DDL = "CREATE TABLE IF NOT EXISTS sealed (run_id VARCHAR PRIMARY KEY)"
 
 
-def table_ddl(spec: TableSpec) -> str:
+def live_table(spec: TableSpec) -> str:
+    """In a store over Parquet (a second process, store/compact.py): the in-memory table that holds the rows
+    of the runs that are not compacted; ``spec.table`` is then a view (these rows UNION ALL the Parquet)."""
+    return f"{spec.table}_live"
+
+
+def table_ddl(spec: TableSpec, name: str | None = None) -> str:
     cols = ", ".join(f'"{c}" {_SQL_TYPES[t]}' for c, t in spec.columns)
     # no primary key on the hot append tables: index upkeep slows appends; zonemaps are automatic
-    return f"CREATE TABLE IF NOT EXISTS {spec.table} (run_id VARCHAR, {cols})"
+    return f"CREATE TABLE IF NOT EXISTS {name or spec.table} (run_id VARCHAR, {cols})"
 
 
-def all_ddl() -> list[str]:
-    return [META_DDL, RUNS_DDL, OFFSETS_DDL, SEALED_DDL] + [table_ddl(t) for t in TABLES]
+def all_ddl(over_parquet: bool = False) -> list[str]:
+    """The store's tables; ``over_parquet``: the row tables are ``<table>_live`` (their views are made by
+    the indexer, which knows the compacted files)."""
+    rows = [table_ddl(t, live_table(t) if over_parquet else None) for t in TABLES]
+    return [META_DDL, RUNS_DDL, OFFSETS_DDL, SEALED_DDL] + rows
 
 
 # -- series metadata -----------------------------------------------------------------------------------
