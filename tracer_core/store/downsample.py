@@ -117,6 +117,7 @@ def _series_sql(cur, params: dict, max_points: int) -> pd.DataFrame | None:
         out = _keyed_frame([], [], [], [])
         out.attrs["grid"] = grid
         return out
+    params = {**params, "lo": s0, "hi": s1}      # the grid's range: rows a refresh appends meanwhile stay out
     t = cur.sql(_BUCKETS, params={**params, "nb": nb, "s0": s0, "s1": s1}).to_arrow_table()
     if not all(t.column("one_key").to_pylist()):
         return None
