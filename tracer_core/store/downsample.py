@@ -29,8 +29,8 @@ from tracer_core.lazy import lazy
 
 from typing import Any, Mapping, Sequence
 
-from .series_rows import _FILTER, _HASH, KEYS, Rows, as_list, fetch_rows, key_order, request_params, segment_of, \
-    subset
+from .series_rows import (_FILTER, _HASH, _KEYS_AT, KEYS, Rows, as_list, fetch_rows, key_order, request_params,
+                          segment_of, subset)
 
 np = lazy("numpy")
 pd = lazy("pandas")
@@ -48,8 +48,8 @@ FROM (SELECT {_HASH} AS h, hash(name, context, run_id) AS h2, step, value,
              CASE WHEN isnan(value) THEN NULL ELSE value END AS fv FROM ({_FILTER}))
 GROUP BY h, b
 """
-_RAW = f"SELECT h, step, value FROM (SELECT {_HASH} AS h, step, value FROM ({_FILTER})) WHERE list_contains($hs::UBIGINT[], h)"
-_KEYS_AT = f"SELECT DISTINCT {_HASH} AS h, run_id, name, context FROM ({_FILTER}) WHERE list_contains($at::BIGINT[], step)"
+_RAW = f"""SELECT h, step, value FROM (SELECT {_HASH} AS h, step, value FROM ({_FILTER}))
+  WHERE list_contains($hs::UBIGINT[], h)"""
 
 
 def series(cur, run_ids, names=None, contexts=None, *, max_points: int | None = 1000,

@@ -30,7 +30,8 @@ _FILTER = """
 _HASH = "hash(run_id, name, context)"
 _ROWS = f"SELECT {_HASH} AS h, step, value{{wall}} FROM ({_FILTER})"
 # the key strings of the rows at the given steps (each series' first one): zone maps skip most row groups
-_KEYS_AT = f"SELECT DISTINCT {_HASH} AS h, run_id, name, context FROM ({_FILTER}) WHERE list_contains($at::BIGINT[], step)"
+_KEYS_AT = f"""SELECT DISTINCT {_HASH} AS h, run_id, name, context FROM ({_FILTER})
+  WHERE list_contains($at::BIGINT[], step)"""
 _KEYS = f"SELECT DISTINCT run_id, name, context FROM ({_FILTER})"
 _CODED = f"""SELECT k.i - 1 AS h, f.step, f.value{{wall}} FROM ({_FILTER}) f
 JOIN (SELECT unnest($kr::VARCHAR[]) AS run_id, unnest($kn::VARCHAR[]) AS name, unnest($kc::VARCHAR[]) AS context,
