@@ -311,3 +311,69 @@ def test_runs_page_and_group_rows(data_dir):
         g = groups[(groups.method == r.method) & (groups.teacher == r.teacher) & (groups["config.optim.lr"].astype(float) == r.lr)]
         assert g.n.iloc[0] == r["count"] == 2 and g["mean"].iloc[0] == pytest.approx(r["mean"])
         assert g["std"].iloc[0] == pytest.approx(r["std"])
+
+
+# -- the downsampling paths agree with each other and with the documented rule ------------------------------
+
+def _messy_runs(data_dir) -> list[str]:
+    """Runs of different lengths, two series each: noise, spikes, +-inf, a NaN divergence, a step logged twice
+    (late, out of order: the table is then not in step order within the series)."""
+    rng = np.random.default_rng(7)
+    ids = []
+    for k, n in enumerate((40, 700, 6000)):
+        v = rng.normal(size=(n, 2))
+        v[rng.integers(0, n, 5), 0] *= 50                                  # spikes
+        v[n // 3, 1], v[n // 2, 1] = np.inf, -np.inf
+        if k == 2:
+            v[int(0.8 * n):, 0] = np.nan                                   # divergence
+        w = RunWriter.create(RunConfig(train=TrainConfig(seed=k)), data_dir, flush_s=3600)
+        w.on_start(SimpleNamespace(total_steps=n, device="cpu"))
+        for s in range(n):
+            w.on_step(s + 1, {KEY: v[s, 0], ("loss", "clip_loss"): v[s, 1]})
+        w.on_step(n // 4, {KEY: 0.123, ("loss", "clip_loss"): 9.0})       # a step logged twice, later
+        w.close("done")
+        ids.append(w.run_id)
+    return ids
+
+
+def _rule(raw: pd.DataFrame, max_points: int) -> set:
+    """The module docstring's rule, one series and bucket at a time (pandas, no shared code); NaN as "nan"."""
+    s0, s1, nb = raw.step.min(), raw.step.max(), (max_points - 3) // 2
+    out = []
+    for _, g in raw.groupby(["run_id", "name", "context"]):
+        if len(g) <= max_points:
+            out.append(g)
+            continue
+        fin = g[~g.value.isna()]
+        for _, gb in fin.groupby((fin.step - s0) * nb // (s1 - s0 + 1)):
+            out.append(gb.loc[[gb.value.idxmin(), gb.value.idxmax()]])
+        byst = g.sort_values("step", kind="stable")
+        out += [byst.iloc[[0, -1]], byst[byst.value.isna()].iloc[:1]]
+    return _rows(pd.concat(out))
+
+
+def _rows(df: pd.DataFrame) -> set:
+    return {(r.run_id, r.name, r.context, r.step, "nan" if np.isnan(r.value) else r.value) for r in df.itertuples()}
+
+
+@pytest.mark.parametrize("max_points,step_range", [(50, None), (1000, None), (5, None), (3, None), (200, (100, 3000)),
+                                                    (1000, (500, 900))])
+def test_downsampling_paths_agree_with_the_rule(data_dir, max_points, step_range):
+    from tracer_core.store import downsample as ds
+    ids = _messy_runs(data_dir)
+    store = RunStore(data_dir, refresh_interval_s=None)
+    params = ds.request_params(ids, None, None, step_range)
+    with store._cursor() as cur:
+        sql = ds._series_sql(cur, params, max_points)
+        hashed = ds._series_rows(cur, params, max_points, None)
+        exact = ds._series_rows(cur, params, max_points, None, exact=True)
+    for other in (hashed, exact):
+        pd.testing.assert_frame_equal(sql, other)
+        assert sql.attrs == other.attrs
+    assert sql.groupby(["run_id", "name", "context"]).step.apply(lambda s: s.is_monotonic_increasing).all()
+    raw = store.series(ids, max_points=None, step_range=step_range)
+    if max_points >= 5:                                                    # below 5: global min and max only
+        assert _rows(sql) == _rule(raw, max_points)
+    assert sql.groupby(["run_id", "name", "context"]).size().max() <= max_points
+    smooth = store.series(ids, max_points=max_points, step_range=step_range, smoothing=Smoothing("ema", 0.9))
+    pd.testing.assert_frame_equal(smooth.drop(columns="smoothed"), sql)

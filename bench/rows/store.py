@@ -1,5 +1,6 @@
 """Run-store rows: the writer's overhead per training step (writer on vs off in alternating blocks of one real
-run) and the downsampling query (20 series x 100k points -> 1,000 each). Setup helpers come from
+run), the downsampling query (20 series x 100k points -> 1,000 each) and issue 13's comparison chart (6 runs of
+10k-step series, smoothed on the full series, <= 1,000 points each; EMA and Gaussian). Setup helpers come from
 bench/bench_store.py (its Toggle hooks and big-run writer), so both benches measure the same thing."""
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from ..suite import Row, budget_row
 def downsample_query(store, run_id: str, n_steps: int):
     """THE call the query row times (one place: the store's public API may change its signature)."""
     return store.series([run_id], max_points=1000, step_range=(0, n_steps - 1))
+
+
+def chart_query(store, run_ids: list[str], smoothing):
+    """THE call the chart rows time: one panel of 6 runs (bench/bench_lab_store.py's chart, same series)."""
+    from bench.gen_lab_store import NAMES
+    name, ctx = NAMES[0]
+    return store.series(run_ids, [name], [ctx], max_points=1000, smoothing=smoothing)
 
 
 def writer_overhead(quick: bool, device: str) -> list[Row]:
@@ -54,7 +62,29 @@ def query_latency(quick: bool, device: str) -> list[Row]:
                 lat.append(time.perf_counter() - t0)
         finally:
             store.close()
-    per = df.groupby("name").size()
-    return [budget_row(f"{n_series} series × {n_steps:,} → 1,000 each (RunStore.series)", lat, 200.0, "ms", 1e3,
-                       peer="budget 200 ms (TensorBoard: not installed, not run)",
-                       note=f"{reps} queries; rows per series {per.min()}–{per.max()}")]
+        per = df.groupby("name").size()
+        rows = [budget_row(f"{n_series} series × {n_steps:,} → 1,000 each (RunStore.series)", lat, 200.0, "ms", 1e3,
+                           peer="budget 200 ms (TensorBoard: not installed, not run)",
+                           note=f"{reps} queries; rows per series {per.min()}–{per.max()}")]
+        return rows + chart_latency(Path(tmp) / "chart", quick)
+
+
+def chart_latency(data_dir: Path, quick: bool) -> list[Row]:
+    from bench.gen_lab_store import generate
+    from tracer_core.metrics.smoothing import Smoothing
+    from tracer_core.store.runstore import RunStore
+    n_series, n_steps, reps = (2, 2_000, 3) if quick else (20, 10_000, 11)
+    ids = generate(data_dir, 6, n_series, n_steps)           # issue 13's chart: its own store, writer format
+    out = []
+    with RunStore(data_dir, refresh_interval_s=None) as store:
+        for sm in (Smoothing("ema", 0.6), Smoothing("gaussian", 10)):
+            chart_query(store, ids, sm)                                  # warm (scipy loads here)
+            lat = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                df = chart_query(store, ids, sm)
+                lat.append(time.perf_counter() - t0)
+            out.append(budget_row(f"6-run chart, {n_steps:,}-step series, {sm.kind} on the full series, ≤ 1,000 "
+                                  "points each", lat, 300.0, "ms", 1e3, peer="budget 300 ms (issue 13)",
+                                  note=f"{reps} queries; {len(df)} rows"))
+    return out

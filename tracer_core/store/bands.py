@@ -17,18 +17,22 @@ pd = lazy("pandas")
 
 from tracer_core.metrics.bands import CENTERS, SPREADS, band_lines, band_stats, interpolate_to_grid
 
-from .downsample import _FILTER
+from .series_rows import fetch_rows
 
 COLUMNS = ["group", "step", "center", "lo", "hi", "n", "mean", "median", "std", "sem", "ci_lo", "ci_hi",
            "min", "max"]
 
 
 def _full_series(cur, runs: list[str], name: str, context: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    df = cur.execute(_FILTER + " ORDER BY run_id, step", {"runs": runs, "names": [name], "contexts": [context],
-                                                          "lo": None, "hi": None}).df()
-    df = df.drop_duplicates(["run_id", "step"], keep="last")     # a step logged twice: the later row wins
-    return {rid: (g["step"].to_numpy(np.int64), g["value"].to_numpy(np.float64))
-            for rid, g in df.groupby("run_id", sort=False)}
+    """run_id -> (steps, values) of its full series, in step order; a step logged twice: the later row wins.
+    One scan as numpy columns (store/series_rows.py), no SQL ORDER BY of the rows."""
+    r = fetch_rows(cur, {"runs": runs, "names": [name], "contexts": [context], "lo": None, "hi": None})
+    out = {}
+    for k, (rid, _, _) in enumerate(r.keys):
+        s, v = r.step[r.starts[k]:r.starts[k + 1]], r.value[r.starts[k]:r.starts[k + 1]]
+        last = np.concatenate([s[1:] != s[:-1], [True]])          # the last row of each step
+        out[rid] = (s[last], v[last])
+    return out
 
 
 def _grid(series: Mapping[str, tuple[np.ndarray, np.ndarray]], max_points: int | None, step_range) -> np.ndarray:

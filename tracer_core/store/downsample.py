@@ -10,13 +10,18 @@ grid is in ``df.attrs["grid"]``). A series with at most ``max_points`` rows is r
 * the true global min and max of each series are always present;
 * each series returns at most ``2 * nb + 3 <= max_points`` rows.
 
-Two hash-aggregate scans (the panel's step range, then the buckets), no sort of the raw rows: ~0.1 s for
-20 series x 100k points on 2 cores (bench/bench_store.py).
-
 **Smoothing** (``smoothing=Smoothing(...)``, :mod:`tracer_core.metrics.smoothing`) is computed on each full
 logged series (the whole history, also for a zoomed step range: an EMA depends on its past) *before* the
 points are chosen, and returned as a ``smoothed`` column at the returned steps: the smoothed curve is the
 same whether 300 or 300,000 points were logged or shown.
+
+**How** (profiled: bench/rows/store.py). Without smoothing, two scans: the request's step range, then one
+hash aggregate per (series, bucket) keyed by DuckDB's 64-bit hash of the series key, not by its three
+strings (grouping on the strings was over half of the old query), with a second hash per group that
+detects two keys sharing one (then the exact path below); numpy picks the rows from the ~2 nb aggregated
+rows per series. With smoothing (and for ``max_points=None``) the full series are needed anyway: one scan
+fetches them as numpy columns (:mod:`.series_rows`), each is smoothed, and the same rows are bucketed in
+numpy (:func:`_pick`, the same rows as the aggregate; tests/test_store_scale.py compares the two).
 """
 from __future__ import annotations
 
@@ -24,47 +29,27 @@ from tracer_core.lazy import lazy
 
 from typing import Any, Mapping, Sequence
 
+from .series_rows import (_FILTER, _HASH, _KEYS_AT, KEYS, Rows, as_list, fetch_rows, key_order, request_params,
+                          segment_of, subset)
+
 np = lazy("numpy")
 pd = lazy("pandas")
 
-KEYS = ["run_id", "name", "context"]
-
-_FILTER = """
-  SELECT run_id, name, context, step, value, wall_time FROM series
-  WHERE list_contains($runs::VARCHAR[], run_id)
-    AND ($names::VARCHAR[] IS NULL OR list_contains($names::VARCHAR[], name))
-    AND ($contexts::VARCHAR[] IS NULL OR list_contains($contexts::VARCHAR[], context))
-    AND ($lo::BIGINT IS NULL OR step >= $lo::BIGINT) AND ($hi::BIGINT IS NULL OR step <= $hi::BIGINT)
-"""
+__all__ = ["KEYS", "as_list", "series", "grid_bucket", "seed_band"]
 
 _RANGE = f"SELECT min(step) AS s0, max(step) AS s1 FROM ({_FILTER})"
-
-_FINITE = "FILTER (WHERE NOT isnan(s.value))"
+# fv: the value with NaN as NULL, so min/max/arg_min/arg_max skip it (DuckDB orders NaN above every number)
 _BUCKETS = f"""
-SELECT s.run_id, s.name, s.context, ((s.step - $s0::BIGINT) * $nb) // ($s1::BIGINT - $s0::BIGINT + 1) AS bucket,
-       count(*) AS n,
-       arg_min(s.step, s.value) {_FINITE} AS s_lo, min(s.value) {_FINITE} AS v_lo,
-       arg_max(s.step, s.value) {_FINITE} AS s_hi, max(s.value) {_FINITE} AS v_hi,
-       min(s.step) AS s_first, arg_min(s.value, s.step) AS v_first,
-       max(s.step) AS s_last, arg_max(s.value, s.step) AS v_last,
-       min(s.step) FILTER (WHERE isnan(s.value)) AS s_nan
-FROM ({_FILTER}) s GROUP BY ALL
+SELECT h, ((step - $s0::BIGINT) * $nb) // ($s1::BIGINT - $s0::BIGINT + 1) AS b, count(*) AS n,
+       min(h2) = max(h2) AS one_key, arg_min(step, fv) AS s_lo, min(fv) AS v_lo, arg_max(step, fv) AS s_hi,
+       max(fv) AS v_hi, min(step) AS s_first, arg_min_null(value, step) AS v_first, max(step) AS s_last,
+       arg_max_null(value, step) AS v_last, min(step) FILTER (WHERE isnan(value)) AS s_nan
+FROM (SELECT {_HASH} AS h, hash(name, context, run_id) AS h2, step, value,
+             CASE WHEN isnan(value) THEN NULL ELSE value END AS fv FROM ({_FILTER}))
+GROUP BY h, b
 """
-
-
-def as_list(x: Any) -> list | None:
-    """None stays None (no filter); a scalar becomes a one-element list."""
-    if x is None:
-        return None
-    if isinstance(x, (str, int, float)):
-        return [x]
-    return list(x)
-
-
-def _params(run_ids, names, contexts, step_range) -> dict[str, Any]:
-    lo, hi = step_range if step_range is not None else (None, None)
-    return {"runs": as_list(run_ids) or [], "names": as_list(names), "contexts": as_list(contexts),
-            "lo": lo, "hi": hi}
+_RAW = f"""SELECT h, step, value FROM (SELECT {_HASH} AS h, step, value FROM ({_FILTER}))
+  WHERE list_contains($hs::UBIGINT[], h)"""
 
 
 def series(cur, run_ids, names=None, contexts=None, *, max_points: int | None = 1000,
@@ -77,105 +62,187 @@ def series(cur, run_ids, names=None, contexts=None, *, max_points: int | None = 
     a range holding at most ``max_points`` rows per series comes back at full resolution.
     ``smoothing``: a :class:`~tracer_core.metrics.smoothing.Smoothing`, applied to the full series.
     """
-    params = _params(run_ids, names, contexts, step_range)
-    if max_points is None:
-        out = cur.execute(_FILTER + " ORDER BY run_id, name, context, step", params).df()
-        return _smoothed(cur, params, out, smoothing)
-    if max_points < 2:
+    if max_points is not None and max_points < 2:
         raise ValueError(f"max_points must be >= 2, got {max_points}")
-    ends = max_points >= 5
-    nb = (max_points - 3) // 2 if ends else 1
-    s0, s1 = cur.execute(_RANGE, params).fetchone()
+    params = request_params(run_ids, names, contexts, step_range)
+    if smoothing is None and max_points is not None:
+        out = _series_sql(cur, params, max_points)
+        if out is not None:
+            return out
+    return _series_rows(cur, params, max_points, smoothing, exact=smoothing is None and max_points is not None)
+
+
+def _series_rows(cur, params: dict, max_points: int | None, smoothing, *, exact: bool = False) -> pd.DataFrame:
+    """:func:`series` on the fetched rows, bucketed in numpy (:func:`_pick`)."""
+    lo, hi = params["lo"], params["hi"]
+    zoomed = smoothing is not None and (lo is not None or hi is not None)
+    # smoothing needs each series' whole history: then fetch it all once and keep the step range here
+    full = fetch_rows(cur, {**params, "lo": None, "hi": None} if zoomed else params,
+                      wall_time=max_points is None, exact=exact)
+    rows, pos = full, None
+    if zoomed:
+        inside = np.ones(len(full.step), bool)
+        if lo is not None:
+            inside &= full.step >= lo
+        if hi is not None:
+            inside &= full.step <= hi
+        rows, pos = subset(full, inside)
+    if max_points is None:
+        sel, grid = np.arange(len(rows.step)), None
+    else:
+        sel, grid = _pick(rows, max_points)
+        sel = _dedupe(rows, sel)
+    seg = np.repeat(np.arange(len(rows.keys)), np.diff(rows.starts)) if max_points is None else segment_of(rows, sel)
+    out = _keyed_frame(rows.keys, seg, rows.step[sel], rows.value[sel],
+                       None if rows.wall_time is None else rows.wall_time[sel])
+    if smoothing is not None:
+        out["smoothed"] = _smoothed(full, smoothing, sel if pos is None else pos[sel])
+    if max_points is not None:
+        out.attrs["grid"] = grid or {"start": None, "stop": None, "buckets": _buckets(max_points)}
+    return out
+
+
+def _col(t, name: str):
+    """An Arrow column as float64 numpy (NULL -> NaN; steps stay exact below 2^53)."""
+    return t.column(name).to_numpy().astype(np.float64)
+
+
+def _series_sql(cur, params: dict, max_points: int) -> pd.DataFrame | None:
+    """:func:`series` without smoothing from one bucket aggregate (module docstring); None: two keys
+    share a hash in this request (the caller takes the exact path)."""
+    nb = _buckets(max_points)
+    s0, s1 = cur.execute(_RANGE, params).fetchall()[0]
     grid = {"start": s0, "stop": s1, "buckets": nb}
     if s0 is None:
-        out = pd.DataFrame(columns=KEYS + ["step", "value"])
-    else:
-        b = cur.execute(_BUCKETS, {**params, "nb": nb, "s0": s0, "s1": s1}).df()
-        b["total"] = b.groupby(KEYS)["n"].transform("sum")
-        small, big = b[b["total"] <= max_points], b[b["total"] > max_points]
-        parts = [p for p in [_raw_rows(cur, params, small), *_bucket_rows(big, ends)] if len(p)]
-        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=KEYS + ["step", "value"])
-        out = out.drop_duplicates().sort_values(KEYS + ["step"], kind="stable").reset_index(drop=True)
-    out = _smoothed(cur, params, out, smoothing)
+        out = _keyed_frame([], [], [], [])
+        out.attrs["grid"] = grid
+        return out
+    params = {**params, "lo": s0, "hi": s1}      # the grid's range: rows a refresh appends meanwhile stay out
+    t = cur.sql(_BUCKETS, params={**params, "nb": nb, "s0": s0, "s1": s1}).to_arrow_table()
+    if not all(t.column("one_key").to_pylist()):
+        return None
+    code, uniq = pd.factorize(t.column("h").to_numpy())                  # [B] series of each bucket row
+    total = np.bincount(code, weights=t.column("n").to_numpy(), minlength=len(uniq))
+    big = (total > max_points)[code]                                       # [B] bucket row of a long series
+    picks = [(code[m], s[m], v[m]) for s, v in ((_col(t, "s_lo"), _col(t, "v_lo")), (_col(t, "s_hi"), _col(t, "v_hi")))
+             for m in [big & ~np.isnan(s)]]
+    if max_points >= 5:
+        for s, v, sign in (("s_first", "v_first", 1), ("s_last", "v_last", -1), ("s_nan", None, 1)):
+            s = _col(t, s)
+            m = np.flatnonzero(big & ~np.isnan(s))
+            o = m[np.lexsort((sign * s[m], code[m]))]
+            o = o[np.concatenate([[True], code[o][1:] != code[o][:-1]])] if len(o) else o   # per series
+            picks.append((code[o], s[o], _col(t, v)[o] if v else np.full(len(o), np.nan)))
+    small = np.flatnonzero(total <= max_points)
+    if len(small):
+        raw = cur.sql(_RAW, params={**params, "hs": [int(h) for h in uniq[small]]}).to_arrow_table()
+        by = np.argsort(uniq)
+        picks.insert(0, (by[np.searchsorted(uniq, raw.column("h").to_numpy(), sorter=by)], _col(raw, "step"),
+                         _col(raw, "value")))
+    keys = _keys_of(cur, params, code, uniq, _col(t, "s_first"))
+    if keys is None:
+        return None
+    code, step, value = (np.concatenate(x) for x in zip(*picks))
+    rank = np.argsort(sorted(range(len(keys)), key=lambda i: key_order(keys[i])))[code]
+    d = pd.DataFrame({"k": rank, "step": step.astype(np.int64), "value": value}).drop_duplicates()
+    d = d.iloc[np.lexsort((d["step"].to_numpy(), d["k"].to_numpy()))]    # stable: ties keep the picks' order
+    out = _keyed_frame(sorted(keys, key=key_order), d["k"].to_numpy(), d["step"].to_numpy(), d["value"].to_numpy())
     out.attrs["grid"] = grid
     return out
 
 
+def _keys_of(cur, params: dict, code, uniq, s_first) -> list | None:
+    """The key strings of each hash in ``uniq``, read at each series' first step; None on a collision."""
+    first = np.full(len(uniq), np.inf)
+    np.minimum.at(first, code, s_first)
+    found: dict[int, set] = {}
+    for h, *key in cur.execute(_KEYS_AT, {**params, "at": np.unique(first).astype(np.int64).tolist()}).fetchall():
+        found.setdefault(h, set()).add(tuple(key))
+    if any(len(found.get(int(h), ())) != 1 for h in uniq):
+        return None
+    return [next(iter(found[int(h)])) for h in uniq]
+
+
+def _keyed_frame(keys: list, seg, step, value, wall_time=None) -> pd.DataFrame:
+    """The frame of rows ``(keys[seg], step, value[, wall_time])``."""
+    cols = KEYS + ["step", "value"] + (["wall_time"] if wall_time is not None else [])
+    if not len(seg):
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame(keys, columns=KEYS).take(seg).reset_index(drop=True)
+    out["step"], out["value"] = step, value
+    if wall_time is not None:
+        out["wall_time"] = wall_time
+    return out
+
+
+def _buckets(max_points: int) -> int:
+    return (max_points - 3) // 2 if max_points >= 5 else 1
+
+
+def _firsts(pos, group):
+    """The first of ``pos`` (ascending) in each run of equal ``group`` values."""
+    if not len(pos):
+        return pos
+    return pos[np.concatenate([[True], group[1:] != group[:-1]])]
+
+
+def _pick(r: Rows, max_points: int):
+    """Positions (ascending) of the rows to return, and the request's grid (module docstring)."""
+    n = len(r.step)
+    if n == 0:
+        return np.zeros(0, np.int64), None
+    nb, s0, s1 = _buckets(max_points), int(r.step.min()), int(r.step.max())
+    counts = np.diff(r.starts)
+    big = counts > max_points
+    keep = np.repeat(~big, counts)                          # [n] a series within budget: every row
+    if big.any():
+        bucket = (r.step - s0) * nb // (s1 - s0 + 1)        # [n] the grid bucket of each row
+        new = np.ones(n, bool)
+        new[1:] = bucket[1:] != bucket[:-1]
+        new[r.starts[:-1]] = True                           # a (series, bucket) group starts here
+        gid = np.cumsum(new) - 1                            # [n] group of each row
+        first = np.flatnonzero(new)
+        on = np.repeat(big, counts)
+        for reduce in (np.fmin, np.fmax):                   # NaN ignored; an all-NaN bucket: NaN, no row
+            ext = reduce.reduceat(r.value, first)
+            hit = np.flatnonzero(on & (r.value == ext[gid]))
+            keep[_firsts(hit, gid[hit])] = True
+        if max_points >= 5:
+            keep[r.starts[:-1][big]] = True                 # first and last point
+            keep[r.starts[1:][big] - 1] = True
+            nan = np.isnan(r.value) & on
+            if r.null is not None:
+                nan &= ~r.null                              # a missing (NULL) value is no divergence
+            nan = np.flatnonzero(nan)
+            keep[_firsts(nan, segment_of(r, nan))] = True  # first NaN
+    return np.flatnonzero(keep), {"start": s0, "stop": s1, "buckets": nb}
+
+
+def _dedupe(r: Rows, sel):
+    """``sel`` without repeats of an equal (series, step, value) row (a step logged twice, identically)."""
+    seg, step = segment_of(r, sel), r.step[sel]
+    if not ((seg[1:] == seg[:-1]) & (step[1:] == step[:-1])).any():
+        return sel
+    return sel[~pd.DataFrame({"k": seg, "s": step, "v": r.value[sel]}).duplicated().to_numpy()]
+
+
 def grid_bucket(steps, grid: Mapping[str, Any]):
-    """The grid bucket of each step (the formula of the bucket query), for callers and tests."""
+    """The grid bucket of each step (the formula of :func:`_pick`), for callers and tests."""
     return ((pd.Series(steps, dtype="int64") - grid["start"]) * grid["buckets"]) // \
         (grid["stop"] - grid["start"] + 1)
 
 
-_FULL = f"""
-SELECT k.i, f.step, f.value FROM ({_FILTER}) f
-JOIN (SELECT unnest($kr::VARCHAR[]) AS run_id, unnest($kn::VARCHAR[]) AS name, unnest($kc::VARCHAR[]) AS context,
-             generate_subscripts($kr::VARCHAR[], 1) AS i) k USING (run_id, name, context)
-"""
-
-
-def _smoothed(cur, params: dict, out: pd.DataFrame, smoothing) -> pd.DataFrame:
-    """Add ``smoothed``: the smoothing of each *full* series (no step range) at the rows of ``out``.
-
-    One query returns every full series as (series index, step, value) numpy columns, sorted by numpy
-    (a stable sort: on 2 cores several times cheaper than the SQL ORDER BY of millions of rows); each
-    series is smoothed in one vectorised call and read back at the returned steps (a step logged twice:
-    one of its rows)."""
-    if smoothing is None:
-        return out
-    if out.empty:
-        return out.assign(smoothed=pd.Series(dtype="float64"))
-    keys = out[KEYS].drop_duplicates().reset_index(drop=True)
-    full = cur.execute(_FULL, {**params, "lo": None, "hi": None, "runs": keys.run_id.unique().tolist(),
-                               "kr": keys.run_id.tolist(), "kn": keys.name.tolist(),
-                               "kc": keys.context.tolist()}).fetchnumpy()
-    idx, steps, vals = (np.asarray(full[c]) for c in ("i", "step", "value"))
-    order = np.lexsort((steps, idx))
-    idx, steps, vals = idx[order], steps[order], vals[order]
-    cuts = np.searchsorted(idx, np.arange(1, len(keys) + 2))      # idx is 1-based and sorted
-    pos = out.merge(keys.reset_index(names="k"), on=KEYS, how="left")["k"].to_numpy()
-    result = np.full(len(out), np.nan)
-    out_steps = out["step"].to_numpy(np.int64)
-    for k in range(len(keys)):
-        lo, hi = cuts[k], cuts[k + 1]
-        sel = np.flatnonzero(pos == k)
-        if hi <= lo or not len(sel):
-            continue
-        sm = smoothing.apply(vals[lo:hi])
-        at = np.searchsorted(steps[lo:hi], out_steps[sel], side="right") - 1
-        result[sel] = sm[at]
-    return out.assign(smoothed=result)
-
-
-def _raw_rows(cur, params: dict, small: pd.DataFrame) -> pd.DataFrame:
-    """Every row of the series that need no downsampling (fetched with narrowed filters, then exact keys)."""
-    cols = KEYS + ["step", "value"]
-    if small.empty:
-        return pd.DataFrame(columns=cols)
-    keys = small[KEYS].drop_duplicates()
-    narrowed = {**params, "runs": keys.run_id.unique().tolist(), "names": keys.name.unique().tolist(),
-                "contexts": keys.context.unique().tolist()}
-    raw = cur.execute(_FILTER, narrowed).df()[cols]
-    return raw.merge(keys, on=KEYS)
-
-
-def _bucket_rows(b: pd.DataFrame, ends: bool) -> list[pd.DataFrame]:
-    if b.empty:
-        return []
-    pick = lambda s, v, frame: frame[KEYS + [s, v]].rename(columns={s: "step", v: "value"})  # noqa: E731
-    rows = [pick("s_lo", "v_lo", b), pick("s_hi", "v_hi", b)]
-    if ends:
-        g = b.groupby(KEYS, sort=False)
-        rows.append(pick("s_first", "v_first", b.loc[g["s_first"].idxmin()]))
-        rows.append(pick("s_last", "v_last", b.loc[g["s_last"].idxmax()]))
-        nan = b.dropna(subset=["s_nan"])
-        if len(nan):
-            first_nan = nan.loc[nan.groupby(KEYS, sort=False)["s_nan"].idxmin()]
-            rows.append(first_nan[KEYS + ["s_nan"]].rename(columns={"s_nan": "step"}).assign(value=float("nan")))
-    out = [r.dropna(subset=["step"]) for r in rows]
-    for r in out:
-        r["step"] = r["step"].astype("int64")
-    return out
+def _smoothed(full: Rows, smoothing, pos):
+    """The smoothing of each full series (one vectorised call per series) at positions ``pos`` of ``full``;
+    a step logged twice reads the smoothing at its last row."""
+    sm = np.empty(len(full.step))
+    for k in range(len(full.keys)):
+        a, b = full.starts[k], full.starts[k + 1]
+        sm[a:b] = smoothing.apply(full.value[a:b])
+    same = full.step[1:] == full.step[:-1]
+    same[full.starts[1:-1] - 1] = False                      # series boundaries
+    ends = np.flatnonzero(np.concatenate([~same, [True]]))   # last row of each (series, step)
+    return sm[ends[np.searchsorted(ends, pos)]]
 
 
 _BAND = """
