@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from .base import DataError, ImageSet
+from .loader import eval_transform, open_rgb
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 FILE_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}."]
@@ -38,21 +39,15 @@ class FileImageSet(ImageSet):
 
 
 def load_image(path: str, image_size: int, crop_border: int = 0) -> torch.Tensor:
-    """One file -> (3, S, S) float32 in [0,1]: RGB, [border crop], short side resized to S (bicubic), centre crop."""
+    """One file -> (3, S, S) float32 in [0,1]: RGB, [border crop], short side resized to S (bicubic), centre crop.
+
+    The same decode as the DataLoader path (data/loader.py ``open_rgb`` + ``eval_transform``), so an image
+    read one at a time (the Attributions page) equals the one evaluation scored, ObjectNet's crop included."""
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        im = open_rgb(path, crop_border)
     except Exception as e:  # PIL raises several types (UnidentifiedImageError, OSError, SyntaxError...)
         raise DataError(f"cannot read image {path}: {e}") from e
-    if crop_border:
-        im = im.crop((crop_border, crop_border, im.size[0] - crop_border, im.size[1] - crop_border))
-    w, h = im.size
-    scale = image_size / min(w, h)
-    nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))
-    im = im.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - image_size) // 2, (nh - image_size) // 2
-    im = im.crop((left, top, left + image_size, top + image_size))
-    return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    return eval_transform(im, image_size).float().div_(255.0)
 
 
 def _read_classnames(path: str) -> list[str] | None:
