@@ -2,7 +2,8 @@
 
 Threat model: perturbations of the image in the [0, 1] range (before the model's own mean/std
 normalisation), ``||x_adv - x||_inf <= eps`` and ``x_adv`` in [0, 1]; default eps = 4/255. The attacked
-classifier is the zero-shot head, logits = s * normalise(E_I(x)) @ e.T with fixed class embeddings e (C, d).
+classifier is the zero-shot head, logits = s * normalise(E_I(x)) @ e.T with fixed class embeddings e (S, d),
+then the set's head transform (models.zeroshot.set_head: ImageNet-R/A subset, ObjectNet max-pool).
 The attacks maximise the cross-entropy of the true label (untargeted).
 
 Accuracy under attack follows the AutoAttack convention: a sample counts as robust only if it is classified
