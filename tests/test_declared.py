@@ -310,3 +310,50 @@ def test_trained_heads_are_asked_for_the_imagenet_space_of_a_subset_set(tree):
 
     report = evaluate_sets(0, _Features(), None, {"imagenet_r": r}, 64, "cpu", method=Method())
     assert Method.asked == list(imagenet.classnames()) and report.metrics["imagenet_r"]["accuracy"] == 1.0
+
+
+def _old_csv_rows(tsv):
+    """What load_csv returned when it held csv.DictReader rows as Python lists (the behaviour to keep)."""
+    import csv
+    with open(tsv, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [os.path.join(os.path.dirname(tsv), r["filepath"]) for r in rows], [r["title"] for r in rows]
+
+
+@pytest.mark.parametrize("labels", ["column", "classnames", "titles"])
+def test_flyp_tsv_is_held_as_compact_columns_with_the_same_rows(tmp_path, labels):
+    """One row per image x template (the FLYP layout): paths and captions are dictionary-encoded (each
+    distinct value once, int32 codes per row) and read back exactly as the Python rows were."""
+    from tracer_core.data.columns import StringColumn
+    from tracer_core.data.files import load_csv
+    names, templates = ["tench", "sea lion", "lion"], ["a photo of a {}.", "a {} in the wild", "art of the {}"]
+    for i, name in enumerate(names):
+        _jpegs(str(tmp_path / "img" / name.replace(" ", "_")), 2, 90 + i)
+    header = ["filepath", "title"] + (["label"] if labels == "column" else [])
+    table = [(c, [f"img/{n.replace(' ', '_')}/img{k}.jpg", t.format(n)] + ([str(c)] if labels == "column" else []))
+             for t in templates for k in range(2) for c, n in enumerate(names)]
+    lines = ["\t".join(header)] + ["\t".join(cells) for _, cells in table]
+    (tmp_path / "train.tsv").write_text("\n".join(lines) + "\n\n")            # a trailing blank line is skipped
+    if labels == "classnames":
+        (tmp_path / "classnames.txt").write_text("\n".join(names) + "\n")
+    ds = load_csv(str(tmp_path / "train.tsv"), 16, None)
+    paths, captions = _old_csv_rows(tmp_path / "train.tsv")
+    assert isinstance(ds.paths, StringColumn) and isinstance(ds.captions, StringColumn) and len(ds) == 18
+    assert ds.paths == paths and ds.captions == captions and list(ds.captions) == captions
+    assert (ds.paths.n_distinct, ds.captions.n_distinct) == (6, 9) and ds.paths.codes.dtype == np.int32
+    want = ([sorted(set(captions)).index(c) for c in captions] if labels == "titles"
+            else [c for c, _ in table])       # classnames: "sea lion" wins over "lion" (the longest match)
+    assert ds.labels.tolist() == want and ds.classnames == (sorted(set(captions)) if labels == "titles" else
+                                                            [str(i) for i in range(3)] if labels == "column" else names)
+    cut = load_csv(str(tmp_path / "train.tsv"), 16, 4)                         # max_samples: the first rows
+    assert cut.paths == paths[:4] and cut.captions == captions[:4] and cut.paths[1:3] == paths[1:3]
+    assert cut.paths.index(paths[3]) == 3 and paths[0] in cut.paths and torch.equal(cut[1][0], ds[1][0])
+
+
+def test_flyp_tsv_short_row_is_named(tmp_path):
+    from tracer_core.data.base import DataError
+    from tracer_core.data.files import load_csv
+    _jpegs(str(tmp_path / "img"), 1, 99)
+    (tmp_path / "t.tsv").write_text("filepath\ttitle\nimg/img0.jpg\ta cat\nimg/img0.jpg\n")
+    with pytest.raises(DataError, match="row 3 has fewer fields than the header"):
+        load_csv(str(tmp_path / "t.tsv"), 16, None)

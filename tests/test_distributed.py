@@ -36,8 +36,8 @@ def _cmd(preset: str, nproc: int, extra: list[str] = (), flags: list[str] = ()) 
             + [a for s in [*SETTINGS, *extra] for a in ("--set", s)])
 
 
-def _train(preset: str, out: Path, env: dict, nproc: int, store: bool) -> tuple[dict, str]:
-    cmd = _cmd(preset, nproc, flags=["--out", str(out)] + ([] if store else ["--no-store"]))
+def _train(preset: str, out: Path, env: dict, nproc: int, store: bool, extra: list[str] = ()) -> tuple[dict, str]:
+    cmd = _cmd(preset, nproc, extra, flags=["--out", str(out)] + ([] if store else ["--no-store"]))
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
@@ -98,6 +98,60 @@ def _check_store(data_dir: Path, run_id: str) -> None:
         s = store.series([run_id], ["loss"], ["total"], max_points=None)
         assert s.step.tolist() == list(range(6))               # every step once, not once per rank
         assert len(store.artifacts([run_id])) == 1
+
+
+def _declared_folders(root: Path) -> tuple[str, int]:
+    """A 3-class train folder (one corrupt JPEG among 10 files) and two eval folders (one with a corrupt
+    file), declared in a datasets file with a one-template head. -> (datasets file, corrupt train index)."""
+    from test_declared import _jpegs, _write    # the stand-in generators of the declared-set tests
+    for i, name in enumerate(("bird", "cat", "dog")):
+        _jpegs(str(root / "train" / name), 3, i)
+        _jpegs(str(root / "val" / name), 2, 10 + i)
+        _jpegs(str(root / "shift" / name), 2, 20 + i)
+    for folder in ("train/cat", "shift/dog"):
+        (root / folder / "broken.jpg").write_bytes(b"not a jpeg")
+    (root / "one.txt").write_text("a photo of a {}.\n")
+    file = _write(str(root), [{"name": f"tiny_{n}", "kind": "imagefolder", "path": n, "templates": "one.txt"}
+                              for n in ("train", "val", "shift")])
+    return file, load_dataset("tiny_train", split="train", datasets_file=file).paths.index(
+        str(root / "train" / "cat" / "broken.jpg"))
+
+
+def test_two_ranks_on_declared_file_sets_evaluate_as_one_process_and_count_a_corrupt_image_once(tmp_path):
+    """torchrun with declared image folders: both ranks meet the corrupt train file (a seed chosen so the
+    sharded sampler hands it to each), the run stores it once; the declared eval sets (one with a corrupt
+    file, dropped) give the one-process numbers."""
+    from tracer_core.data.loader import ShardedBatchSampler
+    file, bad = _declared_folders(tmp_path / "sets")
+    steps, batch = 6, 4
+
+    def ranks_meeting(seed: int) -> set[int]:
+        met = set()
+        for rank in (0, 1):
+            it = iter(ShardedBatchSampler(10, batch, seed, 1, True, rank, 2))
+            met |= {rank for _ in range(steps) if bad in [i for i, _, _ in next(it)]}
+        return met
+    seed = next(s for s in range(100) if ranks_meeting(s) == {0, 1})
+    extra = [f"data.datasets_file={file}", "data.train_set=tiny_train", 'data.eval_sets=["tiny_val","tiny_shift"]',
+             f"data.batch_size={batch}", f"train.steps={steps}", f"train.seed={seed}", "data.num_workers=0",
+             "train.eval_at_start=false"]
+    env = {**os.environ, "TRACER_DATA_DIR": str(tmp_path / "store"), "OMP_NUM_THREADS": "1",
+           "TRACER_WARM_WORKER": "0"}
+    one, _ = _train("tracer", tmp_path / "one", env, 1, store=False, extra=extra)
+    two, _ = _train("tracer", tmp_path / "two", env, 2, store=True, extra=extra)
+    assert one["status"] == two["status"] == "done" and one["skipped_images"] == two["skipped_images"] == 1
+    for name in ("tiny_val", "tiny_shift"):
+        for metric in ("accuracy", "nll", "ece", "ece_batch", "teacher_accuracy"):
+            assert two["final_eval"][name][metric] == pytest.approx(one["final_eval"][name][metric], rel=1e-3, abs=1e-4)
+    assert two["final_eval"]["tiny_shift"]["skipped_images"] == one["final_eval"]["tiny_shift"]["skipped_images"] == 1
+    assert "skipped_images" not in two["final_eval"]["tiny_val"]
+    from tracer_core.store.runstore import RunStore
+    status = json.loads((tmp_path / "store" / "runs" / two["run_id"] / "status.json").read_text())
+    assert status["world_size"] == 2 and status["skipped_images"] == 1
+    with RunStore(tmp_path / "store") as store:
+        assert store.get_run(two["run_id"])["skipped_images"] == 1          # once, not once per rank
+        counts = store.series([two["run_id"]], ["skipped_images"], ["train"], max_points=None)
+        assert counts.step.tolist() == list(range(steps)) and counts.value.max() == 1
 
 
 def test_rank_shards_concatenate_to_the_single_process_batch():

@@ -31,14 +31,14 @@ c = st.columns([3, 2])
 run_id = c[0].selectbox("Run", list(labels), format_func=labels.get, key="attr_run")
 ckpts = api.checkpoint_choices(svc, run_id)
 path = c[1].selectbox("Checkpoint", list(ckpts), key="attr_ckpt", format_func=ckpts.get)
-try:
-    with st.spinner("Loading the checkpoint's models…"):     # api keeps the last two loaded for every page
-        cm = api.load_checkpoint_models(path)
-except (ValueError, OSError, RuntimeError) as e:
-    st.error(f"Could not load the checkpoint {api.md(path)}: {api.md(e)}")
+with st.spinner("Loading the checkpoint's models…"):         # api keeps the last two loaded for every page
+    opened = api.open_checkpoint(path)
+if opened.error:
+    st.error(opened.error)
     st.stop()
-if cm.models.get("teacher") is None:
-    st.caption("This run has no teacher: pretrained and student only.")
+cm = opened.models
+if opened.note:
+    st.caption(opened.note)
 
 c = st.columns([2, 2, 3])
 dataset = c[0].selectbox("Eval set", cm.eval_sets, key="attr_set", help="The run's evaluation sets, ID first")

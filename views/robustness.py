@@ -33,14 +33,14 @@ ckpts = api.checkpoint_choices(svc, run_id)
 path = c[1].selectbox("Checkpoint", list(ckpts), key="rob_ckpt", format_func=ckpts.get)
 if done.empty:
     st.warning("No run has finished yet: showing the latest checkpoint of an unfinished run.")
-try:
-    with st.spinner("Loading the checkpoint's models…"):     # api keeps the last two loaded for every page
-        cm = api.load_checkpoint_models(path)
-except (ValueError, OSError, RuntimeError) as e:
-    st.error(f"Could not load the checkpoint {api.md(path)}: {api.md(e)}")
+with st.spinner("Loading the checkpoint's models…"):         # api keeps the last two loaded for every page
+    opened = api.open_checkpoint(path)
+if opened.error:
+    st.error(opened.error)
     st.stop()
-if cm.models.get("teacher") is None:
-    st.caption("This run has no teacher: pretrained and student only.")
+cm = opened.models
+if opened.note:
+    st.caption(opened.note)
 
 st.subheader("Adversarial attacks (L∞)")
 c = st.columns([2, 3, 2, 2, 2])

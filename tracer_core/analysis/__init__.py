@@ -1,6 +1,6 @@
 """What the analysis pages compute from a run checkpoint (torch; loaded only when a page asks for it).
 
-    zeroshot.py     zero_shot_logits_fn: images -> zero-shot logits with fixed class embeddings
+    zeroshot.py     zero_shot_logits_fn / set_logits_fn: images -> a set's zero-shot logits (its set head)
     checkpoints.py  a run checkpoint -> its pretrained θ₀, student and teacher models
     attributions.py Integrated Gradients, Saliency, Occlusion, Grad-CAM of one class's zero-shot logit
     attacks.py      FGSM / PGD (L∞) against the zero-shot head, and the robustness driver

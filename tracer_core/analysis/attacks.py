@@ -2,7 +2,8 @@
 
 Threat model: perturbations of the image in the [0, 1] range (before the model's own mean/std
 normalisation), ``||x_adv - x||_inf <= eps`` and ``x_adv`` in [0, 1]; default eps = 4/255. The attacked
-classifier is the zero-shot head, logits = s * normalise(E_I(x)) @ e.T with fixed class embeddings e (C, d).
+classifier is the zero-shot head, logits = s * normalise(E_I(x)) @ e.T with fixed class embeddings e (S, d),
+then the set's head transform (models.zeroshot.set_head: ImageNet-R/A subset, ObjectNet max-pool).
 The attacks maximise the cross-entropy of the true label (untargeted).
 
 Accuracy under attack follows the AutoAttack convention: a sample counts as robust only if it is classified
@@ -11,13 +12,13 @@ So robust accuracy <= clean accuracy always, and with eps = 0 the two are equal 
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..models.zeroshot import class_text_embeddings
-from .zeroshot import zero_shot_logits_fn
+from ..data.loader import SkipCount, eval_batches
+from .zeroshot import set_logits_fn
 
 DEFAULT_EPS = 4 / 255
 ATTACKS = ("fgsm", "pgd")
@@ -93,16 +94,6 @@ def robust_correct(logits_fn, images: torch.Tensor, labels: torch.Tensor, attack
     return {"clean": clean, "robust": robust}
 
 
-def _batches(dataset, n: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    tensors = dataset.tensors()
-    for start in range(0, n, batch_size):
-        if tensors is not None:
-            yield tensors[0][start:start + batch_size], tensors[1][start:start + batch_size]
-        else:
-            items = [dataset[i] for i in range(start, min(start + batch_size, n))]
-            yield torch.stack([im for im, _ in items]), torch.tensor([lab for _, lab in items])
-
-
 def robustness_eval(model: torch.nn.Module, tokenizer, dataset, attacks: Sequence[str] = ATTACKS,
                     eps: float = DEFAULT_EPS, step_size: float | None = None, steps: int = 5,
                     max_samples: int = 256, batch_size: int = 64, random_start: bool = False,
@@ -110,8 +101,12 @@ def robustness_eval(model: torch.nn.Module, tokenizer, dataset, attacks: Sequenc
     """Clean and under-attack accuracy of ``model``'s zero-shot head on the first ``max_samples`` of
     ``dataset`` (digit sets: a class-balanced prefix).
 
-    Returns {"n", "eps", "clean_accuracy", "<attack>_accuracy", "<attack>_success_rate"} where the success rate
-    is the fraction of clean-correct samples the attack fools. The model is evaluated in eval mode (restored).
+    The head and the images are the ones training-time evaluation uses: :func:`set_logits_fn` (ImageNet-R/A
+    restricted to their 200 classes, ObjectNet max-pooled, so the attack maximises the CE of those logits)
+    and ``eval_batches`` (eval transform, ObjectNet's border crop; unreadable files dropped and counted).
+    Returns {"n" (images scored), "skipped_images", "eps", "clean_accuracy", "<attack>_accuracy",
+    "<attack>_success_rate"}; the success rate is the fraction of clean-correct samples the attack fools.
+    The model is evaluated in eval mode (restored).
     """
     for a in attacks:
         if a not in ATTACKS:
@@ -122,19 +117,22 @@ def robustness_eval(model: torch.nn.Module, tokenizer, dataset, attacks: Sequenc
     was_training = model.training
     model.eval()
     try:
-        class_emb = class_text_embeddings(model, tokenizer, dataset.classnames, dataset.templates)   # (C, d)
-        fn = zero_shot_logits_fn(model, class_emb)
-        clean, robust = [], {a: [] for a in attacks}
-        for images, labels in _batches(dataset, n, batch_size):
-            images, labels = images.to(device).float(), labels.to(device)
+        fn = set_logits_fn(model, tokenizer, dataset)                    # images -> (N, C) set logits
+        clean, robust, skipped = [], {a: [] for a in attacks}, SkipCount()
+        # in-process decoding (0 workers): this runs inside the dashboard server, which must not fork
+        for images, labels in eval_batches(dataset, 0, n, batch_size, device, 0, skipped):
+            images, labels = images.float(), labels.to(device)
             for a in attacks:
                 res = robust_correct(fn, images, labels, a, eps, step_size, steps, random_start, gen)
                 robust[a].append(res["robust"].cpu())
             clean.append(res["clean"].cpu() if attacks else _correct(fn, images, labels).cpu())
     finally:
         model.train(was_training)
+    if not clean:
+        raise ValueError(f"dataset {dataset.name!r}: none of its first {n} images could be read")
     clean_t = torch.cat(clean)
-    out = {"n": float(n), "eps": float(eps), "clean_accuracy": clean_t.float().mean().item()}
+    out = {"n": float(len(clean_t)), "skipped_images": float(len(skipped)), "eps": float(eps),
+           "clean_accuracy": clean_t.float().mean().item()}
     for a in attacks:
         r = torch.cat(robust[a])
         out[f"{a}_accuracy"] = r.float().mean().item()

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.zeroshot import class_text_embeddings
+from ..models.zeroshot import SetHead, class_text_embeddings
 from .zeroshot import zero_shot_logits_fn
 
 METHODS = ("integrated_gradients", "saliency", "occlusion", "gradcam")
@@ -105,7 +105,8 @@ def _attribute(method: str, fwd, model, x: torch.Tensor, target, *, layer: int, 
 def attribute(model: nn.Module, tokenizer, images: torch.Tensor, classnames: Sequence[str],
               templates: Sequence[str], target, method: str = "integrated_gradients", *, layer: int = -2,
               n_steps: int = 32, internal_batch_size: int | None = 64, window: int | None = None,
-              baseline: float = 0.0) -> torch.Tensor:
+              baseline: float = 0.0, head: SetHead | None = None,
+              class_emb: torch.Tensor | None = None) -> torch.Tensor:
     """Attribution map (N, H, W) of the zero-shot logit of class ``target`` (an int, or (N,) ints) for images
     (N, 3, H, W) in [0, 1]. ``method``: integrated_gradients (alias ig), saliency, occlusion, gradcam.
 
@@ -115,6 +116,9 @@ def attribute(model: nn.Module, tokenizer, images: torch.Tensor, classnames: Seq
     * occlusion: f(x) - f(x with a window x window patch set to ``baseline``); window = the ViT patch size.
     * gradcam: ReLU(sum_c mean_hw(d score/d A_c) A_c) on ``visual.transformer.resblocks[layer]``, bilinearly
       upsampled; unnormalised (see :func:`normalise_maps`). ``layer=-1`` is all zeros under CLS pooling.
+    ``head`` (models.zeroshot.set_head of the image's set) maps the logits over ``classnames`` to the set's
+    classes first (ImageNet-R/A subset, ObjectNet max-pool), so ``target`` indexes the set's classes;
+    ``class_emb`` (S, d), the embeddings of ``classnames``, saves recomputing them per method.
     The model is put in eval mode for the call and restored; its weights are not changed.
     """
     key = _ALIASES.get(method.lower().replace(" ", "_"))
@@ -126,14 +130,15 @@ def attribute(model: nn.Module, tokenizer, images: torch.Tensor, classnames: Seq
     was_training = model.training
     model.eval()
     try:
-        class_emb = class_text_embeddings(model, tokenizer, list(classnames), list(templates))   # (C, d)
-        n_classes = class_emb.shape[0]
+        if class_emb is None:
+            class_emb = class_text_embeddings(model, tokenizer, list(classnames), list(templates))   # (S, d)
+        n_classes = head.num_classes if head is not None else class_emb.shape[0]
         tgt = torch.as_tensor(target, device=device).long()
         if bool((tgt < 0).any()) or bool((tgt >= n_classes).any()):
             raise ValueError(f"target {target!r} out of range for {n_classes} classes")
         tgt = int(tgt) if tgt.ndim == 0 else tgt
         x = images.detach().to(device).float()
-        fwd = zero_shot_logits_fn(model, class_emb)
+        fwd = zero_shot_logits_fn(model, class_emb, head)                # (N, C) set logits
         with warnings.catch_warnings():   # captum: "Input Tensor 0 did not already require gradients" (harmless)
             warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
             att = _attribute(key, fwd, model, x, tgt, layer=layer, n_steps=n_steps,

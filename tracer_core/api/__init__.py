@@ -30,8 +30,8 @@ from tracer_core.store.runstore import StoreError
 from .attributions import ATTR_METHODS, AttributionResult, attribution_maps
 from .calibration import (CAL_METRICS, analysis_runs, calibration_steps, calibration_table, calibration_trend,
                           eval_sets_of, fold_top_bin, reliability_frame)
-from .checkpoints import (NO_CHECKPOINT, CheckpointModels, checkpoint_choices, checkpoints_for_run, eval_set_info,
-                          load_checkpoint_models)
+from .checkpoints import (NO_CHECKPOINT, CheckpointModels, OpenedCheckpoint, checkpoint_choices, checkpoints_for_run,
+                          eval_set_info, load_checkpoint_models, open_checkpoint)
 from .common import (METHOD_LABELS, TEACHER_HELP, TEACHER_LABELS, Services, data_dir, has_teacher, keep_valid, md,
                      new_client_token, open_services, run_choices, run_config, run_labels, strategy, teacher_label)
 from .kernel import KernelView, kernel_view
@@ -68,5 +68,5 @@ __all__ = [
     "summary_table", "sweep_configs", "teacher_label", "wise_curve_frame",
     "OOD_MEAN", "er_tables", "known_wise", "line_frontier", "line_table", "ood_choices", "plane_points",
     "remember_wise", "zero_shot_point", "demo_outcome", "GRID_FILE", "best_trials", "grid_trials", "trials_frame",
-    "tuning_grid", "tuning_sweep_configs",
+    "tuning_grid", "tuning_sweep_configs", "OpenedCheckpoint", "open_checkpoint",
 ]

@@ -38,7 +38,7 @@ def attribution_maps(cm: CheckpointModels, dataset: str, index: int, target: int
 
     from tracer_core.analysis.attributions import attribute, normalise_maps
     from tracer_core.analysis.zeroshot import zero_shot_logits_fn
-    from tracer_core.models.zeroshot import class_text_embeddings
+    from tracer_core.models.zeroshot import class_text_embeddings, set_head
 
     ds = eval_set(cm, dataset)
     if not 0 <= int(index) < len(ds):
@@ -46,17 +46,18 @@ def attribution_maps(cm: CheckpointModels, dataset: str, index: int, target: int
     image, label = ds[int(index)]
     target = int(label) if target is None else int(target)
     x = image[None].float()
+    head = set_head(ds)    # the set's logits as evaluation scores them (R/A subset, ObjectNet max-pool)
     maps, preds = {}, []
     with cm.lock, torch.random.fork_rng(devices=[]):
         for role in cm.roles:
             model = cm.models[role]
+            emb = class_text_embeddings(model, cm.tokenizer, list(head.classes), list(ds.templates))   # (S, d)
             for m in methods:
-                att = attribute(model, cm.tokenizer, x, ds.classnames, ds.templates, target, method=m,
-                                n_steps=int(ig_steps), internal_batch_size=int(ig_steps))
+                att = attribute(model, cm.tokenizer, x, head.classes, ds.templates, target, method=m,
+                                n_steps=int(ig_steps), internal_batch_size=int(ig_steps), head=head, class_emb=emb)
                 maps[(role, m)] = normalise_maps(att.abs())[0].numpy()
             with torch.no_grad():
-                emb = class_text_embeddings(model, cm.tokenizer, list(ds.classnames), list(ds.templates))
-                p = zero_shot_logits_fn(model, emb)(x).softmax(-1)[0]
+                p = zero_shot_logits_fn(model, emb, head)(x).softmax(-1)[0]            # (C,) over the set
             k = int(p.argmax())
             preds.append({"role": role, "model": cm.role_label(role), "predicted": ds.classnames[k],
                           "p(predicted)": float(p[k]), f"p({ds.classnames[target]})": float(p[target])})

@@ -18,7 +18,7 @@ from typing import Any
 np = lazy("numpy")
 pd = lazy("pandas")
 
-from .common import teacher_label
+from .common import md, teacher_label
 
 MODEL_ROLES = ("pretrained", "student", "teacher")
 NO_CHECKPOINT = ("No checkpoint recorded for this run: runs save one at the end (train.save_final) when they "
@@ -99,22 +99,45 @@ def load_checkpoint_models(path: str, keep: int = MAX_LOADED) -> CheckpointModel
         return _LOADED[key]
 
 
+@dataclass
+class OpenedCheckpoint:
+    """What an analysis page shows after opening a checkpoint: the models, or the error to show instead;
+    ``note`` is a caption to show with the models (e.g. that the run has no teacher), "" when none."""
+    models: CheckpointModels | None
+    error: str = ""           # Markdown-safe (user text escaped), for st.error
+    note: str = ""
+
+
+def open_checkpoint(path: str) -> OpenedCheckpoint:
+    """:func:`load_checkpoint_models` for a page: a load failure (missing or unreadable file, a checkpoint of
+    another architecture) becomes a message naming the file instead of an exception."""
+    try:
+        cm = load_checkpoint_models(path)
+    except (ValueError, OSError, RuntimeError) as e:
+        return OpenedCheckpoint(None, f"Could not load the checkpoint {md(path)}: {md(e)}")
+    note = "This run has no teacher: pretrained and student only." if cm.models.get("teacher") is None else ""
+    return OpenedCheckpoint(cm, note=note)
+
+
 @functools.lru_cache(maxsize=8)      # eval-set prefixes (tensors), bounded like the models
-def _dataset(name: str, image_size: int, seed: int, max_samples: int | None, path: str):
+def _dataset(name: str, image_size: int, seed: int, max_samples: int | None, path: str, datasets_file: str,
+             templates: str):
     from tracer_core.data import load_dataset
-    return load_dataset(name, split="test", image_size=image_size, seed=seed, max_samples=max_samples, path=path)
+    return load_dataset(name, split="test", image_size=image_size, seed=seed, max_samples=max_samples, path=path,
+                        datasets_file=datasets_file, templates=templates)
 
 
 def eval_set(cm: CheckpointModels, name: str, max_samples: int | None = None):
+    """One of the run's eval sets as its training-time evaluation loaded it: the run's datasets file (declared
+    sets: ImageNet-R/A subset heads, ObjectNet's mapping and border crop) and its data.templates."""
     data = cm.config.get("data", {})
     n = int(max_samples or data.get("max_eval_samples") or 1000)
     path = data.get("path", "") if name in ("imagefolder", "csv") else ""
-    return _dataset(name, int(cm.models["student"].image_size), int(data.get("seed", 0)), n, path)
+    return _dataset(name, int(cm.models["student"].image_size), int(data.get("seed", 0)), n, path,
+                    str(data.get("datasets_file", "") or ""), str(data.get("templates", "") or ""))
 
 
 def eval_set_info(cm: CheckpointModels, dataset: str) -> dict:
-    """{"n": images (the run's evaluation prefix), "classnames": [...], "labels": [int, ...]}."""
+    """{"n": images (the run's evaluation prefix), "classnames": [...], "labels": [int, ...]} (no image decoded)."""
     ds = eval_set(cm, dataset)
-    tensors = ds.tensors()
-    labels = tensors[1].tolist() if tensors is not None else [int(ds[i][1]) for i in range(len(ds))]
-    return {"n": len(ds), "classnames": list(ds.classnames), "labels": labels}
+    return {"n": len(ds), "classnames": list(ds.classnames), "labels": ds.labels.tolist()}

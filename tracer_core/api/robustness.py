@@ -36,17 +36,17 @@ def _ce_heads(cm: CheckpointModels, id_ds):
     """(head_zs, head_ft, classnames) for runs with a trained linear head (FT-style), else (None, None, None)."""
     import torch
 
-    from tracer_core.models.zeroshot import class_text_embeddings
+    from tracer_core.models.zeroshot import class_text_embeddings, set_head
     from tracer_core.training.checkpoint import load_checkpoint
     extra = (load_checkpoint(cm.path).get("method") or {}).get("extra0") or {}
     w = extra.get("weight")
-    if not isinstance(w, torch.Tensor) or w.ndim != 2 or w.shape[0] != len(id_ds.classnames):
+    classes = list(set_head(id_ds).classes)      # the classes a head for this set scores
+    if not isinstance(w, torch.Tensor) or w.ndim != 2 or w.shape[0] != len(classes):
         return None, None, None
     zs = cm.models["pretrained"]
     with torch.no_grad():   # the FT head starts as the zero-shot head with the logit scale baked in
-        head_zs = zs.logit_scale.detach() * class_text_embeddings(zs, cm.tokenizer, list(id_ds.classnames),
-                                                                  list(id_ds.templates))
-    return head_zs, w.float(), list(id_ds.classnames)
+        head_zs = zs.logit_scale.detach() * class_text_embeddings(zs, cm.tokenizer, classes, list(id_ds.templates))
+    return head_zs, w.float(), classes
 
 
 def wise_curve_frame(cm: CheckpointModels, id_set: str, ood_sets: Sequence[str], alphas: Sequence[float] | None = None,

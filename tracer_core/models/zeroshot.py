@@ -1,6 +1,8 @@
 """Zero-shot classification head from class-name prompts (spec §7)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -47,3 +49,38 @@ def project_logits(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     logits[:, subset]; ObjectNet pools the ImageNet logits mapped to each of its 113 classes.
     """
     return logits[:, index].amax(dim=-1)
+
+
+@dataclass(frozen=True, eq=False)
+class SetHead:
+    """How one eval set is scored (spec §7), the same in training-time evaluation and the analysis pages:
+    a head over ``classes`` (S names; the text prompts or a trained head), whose logits (N, S) ``__call__``
+    maps to the set's C classes *before* any argmax, softmax or gradient:
+
+        full set        identity (S = C)
+        ImageNet-R/A    the 200-class restriction, logits[:, subset]             (G = 1)
+        ObjectNet       out[:, c] = max over the ImageNet logits mapped to c     (G up to 5)
+
+    ObjectNet's other half, the 2 px border crop, is applied when its images are decoded (data/loader.py
+    ``open_rgb``), so every path that reads the set's images gets it."""
+    classes: tuple[str, ...]
+    index: torch.Tensor | None = None     # (C, G) into ``classes``; None = identity
+
+    @property
+    def num_classes(self) -> int:
+        """C, the set's classes (what a target / label indexes)."""
+        return len(self.classes) if self.index is None else self.index.shape[0]
+
+    def __call__(self, head_logits: torch.Tensor) -> torch.Tensor:
+        if self.index is None:
+            return head_logits
+        return project_logits(head_logits, self.index.to(head_logits.device))
+
+
+def set_head(dataset) -> SetHead:
+    """The SetHead of a dataset: its ``eval_head`` (data/imagenet.py EvalHead: ImageNet-R/A, ObjectNet), else a
+    full head over its own class names."""
+    eh = getattr(dataset, "eval_head", None)
+    if eh is None:
+        return SetHead(tuple(dataset.classnames))
+    return SetHead(tuple(eh.space), group_index(eh.groups))

@@ -10,7 +10,7 @@ import torch
 
 from ..data.loader import SkipCount, eval_batches
 from ..metrics.calibration import CalibrationAccumulator
-from ..models.zeroshot import class_text_embeddings, group_index, project_logits, zero_shot_logits
+from ..models.zeroshot import class_text_embeddings, set_head, zero_shot_logits
 from . import distributed
 from .hooks import EvalReport
 
@@ -30,8 +30,7 @@ def _bin_rows(bins: dict, model_name: str) -> list[dict[str, float]]:
 
 def head_classes(dataset) -> list[str]:
     """The classes a set's head scores: the eval head's space when it has one, else its own classes."""
-    eh = getattr(dataset, "eval_head", None)
-    return list(eh.space) if eh is not None else list(dataset.classnames)
+    return list(set_head(dataset).classes)
 
 
 def _class_embeddings(model, tokenizer, classes: list[str], templates: list[str], cache: dict | None):
@@ -61,18 +60,17 @@ def evaluate_model(model, tokenizer, dataset, batch_size: int, device, head=None
     was_training = model.training
     model.eval()
     acc = CalibrationAccumulator(n_bins=10, input_type="logits", sorted_batch_size=REFERENCE_ECE_BATCH)
-    eh = getattr(dataset, "eval_head", None)
-    project = group_index(eh.groups) if eh is not None else None              # (C, G) into the head's classes
+    sh = set_head(dataset)         # the head's S classes -> the set's C (the one transform, models/zeroshot.py)
     with (autocast or torch.autocast("cpu", enabled=False)):
         class_emb = None if head is not None else _class_embeddings(
-            model, tokenizer, head_classes(dataset), dataset.templates, cache)  # (S, d)
+            model, tokenizer, list(sh.classes), dataset.templates, cache)     # (S, d)
         lo, hi = distributed.shard_range(len(dataset), d)                    # [0, n) in one process
         skipped = SkipCount()      # file sets stream through DataLoader workers; unreadable files are dropped
         for images, labels in eval_batches(dataset, lo, hi, batch_size, device, num_workers, skipped):
             feats = model.encode_image(images)                                # (b, d) unit rows
             logits = head(feats) if head is not None else zero_shot_logits(feats, class_emb, model.logit_scale)
             logits = logits.float().cpu()                                     # (b, S)
-            acc.update(project_logits(logits, project) if project is not None else logits, labels)   # (b, C)
+            acc.update(sh(logits), labels)                                     # (b, C)
     model.train(was_training)
     res = distributed.merge_shards(acc, d).compute()
     metrics = {"accuracy": res["accuracy"], "ece": res["ece"], "ece_batch": res["batch_averaged_ece"],
