@@ -3,7 +3,9 @@
     streamlit run app.py          # data folder: $TRACER_DATA_DIR, else <repo>/data
 
 Pages render; tracer_core.api computes. The store and the job runner are held once per server process
-(st.cache_resource), so every browser tab sees the same queue.
+(st.cache_resource), so every browser tab sees the same queue. Both open on first use and the spare worker
+warms up after the first page was sent: a fresh server draws its first page as soon as a bare Streamlit
+page would, then fills in what needs the store (bench: "server start -> first rendered page").
 """
 import streamlit as st
 
@@ -28,47 +30,59 @@ PAGES = [
 # Streamlit in its old multipage mode, where a deep link (/runs) runs the page without this frame
 PAGE = st.navigation(PAGES)
 
-import tracer_core.api as api  # noqa: E402  (after st.navigation on purpose, see above)
+import tracer_core.api as api  # noqa: E402  (after st.navigation on purpose, see above; cheap: api loads
+#                                 pandas, DuckDB and plotly on first use)
 
 
-@st.cache_resource(show_spinner="Opening the run store…", on_release=lambda svc: svc.close())
+@st.cache_resource(on_release=lambda svc: svc.close())
 def services(data_dir: str) -> api.Services:
-    return api.open_services(data_dir)
+    # opens nothing yet: the store opens when the page first asks for it, so every page draws its static
+    # parts (title, controls) before DuckDB is imported and the run folders are indexed
+    return api.open_services(data_dir, defer=True)
 
 
 @st.fragment(run_every=3)
 def jobs_sidebar(svc: api.Services) -> None:
     try:
-        jobs = api.jobs_table(svc)
+        running, queued = api.job_counts(svc)
     except Exception as e:  # the sidebar must never break a page
         st.caption(f"Job status unavailable: {api.md(e)}")
         return
-    running = int((jobs["status"] == "running").sum())
-    queued = int((jobs["status"] == "queued").sum())
     st.metric("Running jobs", running, help="Runs training now in this data folder")
     st.caption(f"{queued} queued" if queued else "Queue empty")
 
 
+def sidebar_status(svc: api.Services) -> None:
+    """The store's notices and the job counter (they open the store and the runner: drawn after the page)."""
+    try:
+        notes = svc.store.notices[-2:]
+    except api.ServicesError:
+        notes = []              # the page said so already (see main)
+    for note in notes:
+        st.warning(api.md(note))
+    jobs_sidebar(svc)
+
+
 def main() -> None:
     data_dir = str(api.data_dir())
-    try:
-        svc = services(data_dir)
-    except Exception as e:
-        st.error(f"Could not open the run store in {api.md(data_dir)}: {api.md(e)}. Check that the folder is writable, or set "
-                 "TRACER_DATA_DIR to another folder.")
-        st.stop()
+    svc = services(data_dir)
     st.session_state["svc"] = svc
     st.session_state.setdefault("client_token", api.new_client_token())
     with st.sidebar:
         st.caption("Data folder")
         st.code(data_dir, language=None, wrap_lines=True)
-        for note in svc.store.notices[-2:]:
-            st.warning(api.md(note))
-        jobs_sidebar(svc)
+        status = st.container()
     try:
         PAGE.run()
+    except api.ServicesError as e:
+        st.error(f"Could not open the run store in {api.md(data_dir)}: {api.md(e.__cause__ or e)}. Check that the "
+                 "folder is writable, or set TRACER_DATA_DIR to another folder.")
     except Exception as e:  # last resort: a message, never a traceback
         st.error(f"Something went wrong on this page: {type(e).__name__}: {api.md(e)}")
+    finally:                # also after st.stop() in the page (a BaseException): the sidebar stays whole
+        with status:
+            sidebar_status(svc)
+        svc.release_warm()  # the page has been sent: the spare worker may take a core for its warm-up now
 
 
 main()
