@@ -70,8 +70,9 @@ def main() -> None:
     st.session_state.setdefault("client_token", api.new_client_token())
     with st.sidebar:
         st.caption("Data folder")
-        st.code(data_dir, language=None, wrap_lines=True)
-        status = st.container()
+        # filled after the page: st.code's syntax highlighter is a lazily loaded script, and while it loads the
+        # browser holds back the page's first widgets (measured: the demo button showed 0.2-2.5 s later)
+        path_box, status = st.container(), st.container()
     try:
         PAGE.run()
     except api.ServicesError as e:
@@ -80,6 +81,7 @@ def main() -> None:
     except Exception as e:  # last resort: a message, never a traceback
         st.error(f"Something went wrong on this page: {type(e).__name__}: {api.md(e)}")
     finally:                # also after st.stop() in the page (a BaseException): the sidebar stays whole
+        path_box.code(data_dir, language=None, wrap_lines=True)
         with status:
             sidebar_status(svc)
         svc.release_warm()  # the page has been sent: the spare worker may take a core for its warm-up now
