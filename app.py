@@ -13,8 +13,9 @@ import streamlit as st
 # local dashboard contacts no third party (offline, the icons would break)
 st.set_page_config(page_title="TRACER Studio", page_icon="📈", layout="wide")
 
+HOME = st.Page("views/home.py", title="Home", icon="🏠", default=True)
 PAGES = [
-    st.Page("views/home.py", title="Home", icon="🏠", default=True),
+    HOME,
     st.Page("views/launch.py", title="Launch", icon="🚀"),
     st.Page("views/dynamics.py", title="Live dynamics", icon="📈"),
     st.Page("views/kernel.py", title="Teacher kernel", icon="🧮"),
@@ -52,15 +53,21 @@ def jobs_sidebar(svc: api.Services) -> None:
     st.caption(f"{queued} queued" if queued else "Queue empty")
 
 
-def sidebar_status(svc: api.Services) -> None:
-    """The store's notices and the job counter (they open the store and the runner: drawn after the page)."""
+def store_notices(svc: api.Services) -> None:
+    """The store's last notices (a rebuilt or in-memory index, ...) in the sidebar."""
     try:
         notes = svc.store.notices[-2:]
     except api.ServicesError:
-        notes = []              # the page said so already (see main)
+        return                  # the page says so (see main)
     for note in notes:
         st.warning(api.md(note))
-    jobs_sidebar(svc)
+
+
+def sidebar_status(svc: api.Services, data_dir: str, path_box, status) -> None:
+    path_box.code(data_dir, language=None, wrap_lines=True)
+    with status:
+        store_notices(svc)
+        jobs_sidebar(svc)
 
 
 def main() -> None:
@@ -70,9 +77,14 @@ def main() -> None:
     st.session_state.setdefault("client_token", api.new_client_token())
     with st.sidebar:
         st.caption("Data folder")
-        # filled after the page: st.code's syntax highlighter is a lazily loaded script, and while it loads the
-        # browser holds back the page's first widgets (measured: the demo button showed 0.2-2.5 s later)
         path_box, status = st.container(), st.container()
+    # Home (the first page) draws its text and demo button before it reads the store, and never calls st.stop():
+    # the sidebar's status follows it. It would hold the first paint back: the store's notices open the store,
+    # the code block's syntax highlighter and the metric are lazily loaded scripts (the demo button showed
+    # 0.1-2.5 s later). Any other page may st.stop(), after which nothing more is drawn: it gets them first.
+    late = PAGE is HOME
+    if not late:
+        sidebar_status(svc, data_dir, path_box, status)
     try:
         PAGE.run()
     except api.ServicesError as e:
@@ -80,11 +92,10 @@ def main() -> None:
                  "folder is writable, or set TRACER_DATA_DIR to another folder.")
     except Exception as e:  # last resort: a message, never a traceback
         st.error(f"Something went wrong on this page: {type(e).__name__}: {api.md(e)}")
-    finally:                # also after st.stop() in the page (a BaseException): the sidebar stays whole
-        path_box.code(data_dir, language=None, wrap_lines=True)
-        with status:
-            sidebar_status(svc)
+    finally:
         svc.release_warm()  # the page has been sent: the spare worker may take a core for its warm-up now
+    if late:
+        sidebar_status(svc, data_dir, path_box, status)
 
 
 main()

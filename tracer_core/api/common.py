@@ -72,6 +72,11 @@ class Services:
                         self.data_dir, max_concurrent=self.max_concurrent, warm=warm))
         return self._runner
 
+    @property
+    def store_open(self) -> bool:
+        """Whether the store has been opened (``defer=True``: by its first use)."""
+        return self._store is not None
+
     def release_warm(self) -> None:
         """Let the job runner start its pre-warmed spare worker (once; a no-op unless ``defer=True``)."""
         with self._lock:
