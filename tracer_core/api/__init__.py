@@ -25,15 +25,16 @@ from __future__ import annotations
 
 from tracer_core.config import METHODS, TEACHER_KINDS, ConfigError, RunConfig
 from tracer_core.reproduce import cli_command, override_args
-from tracer_core.store.runstore import StoreError
+from tracer_core.store.errors import StoreError
 
 from .attributions import ATTR_METHODS, AttributionResult, attribution_maps
 from .calibration import (CAL_METRICS, analysis_runs, calibration_steps, calibration_table, calibration_trend,
                           eval_sets_of, fold_top_bin, reliability_frame)
 from .checkpoints import (NO_CHECKPOINT, CheckpointModels, OpenedCheckpoint, checkpoint_choices, checkpoints_for_run,
                           eval_set_info, load_checkpoint_models, open_checkpoint)
-from .common import (METHOD_LABELS, TEACHER_HELP, TEACHER_LABELS, Services, data_dir, has_teacher, keep_valid, md,
-                     new_client_token, open_services, run_choices, run_config, run_labels, strategy, teacher_label)
+from .common import (METHOD_LABELS, TEACHER_HELP, TEACHER_LABELS, Services, ServicesError, data_dir, has_teacher,
+                     job_counts, keep_valid, md, new_client_token, open_services, run_choices, run_config, run_labels,
+                     strategy, teacher_label)
 from .kernel import KernelView, kernel_view
 from .launch import (DEMO_ENV, DEMO_OVERRIDES, DEMO_PRESETS, FORM_KEYS, MAX_SWEEP, build_config, demo_configs,
                      form_values, list_datasets, parse_list, presets, start_demo, submit_runs, sweep_configs)
@@ -56,12 +57,12 @@ __all__ = [
     "GROUP_KEYS", "PAGE_SORTS", "THROUGHPUT", "group_metrics", "page_caption", "runs_facets", "runs_groups",
     "runs_page", "AttributionResult", "CAL_METRICS", "CheckpointModels", "ConfigError", "DEMO_ENV",
     "DEMO_OVERRIDES", "DEMO_PRESETS", "FORM_KEYS", "KernelView", "MAX_SWEEP", "METHODS", "METHOD_LABELS",
-    "NO_CHECKPOINT", "RESULT_DIRECTIONS", "RunConfig", "SIM_KINDS", "SIM_PAIRS", "Services", "StoreError",
+    "NO_CHECKPOINT", "RESULT_DIRECTIONS", "RunConfig", "SIM_KINDS", "SIM_PAIRS", "Services", "ServicesError", "StoreError",
     "TEACHER_HELP", "TEACHER_KINDS", "TEACHER_LABELS", "TEACHER_PANELS", "analysis_runs", "attribution_maps",
     "band_frame", "build_config", "calibration_steps", "calibration_table", "calibration_trend", "cancel_run",
     "checkpoint_choices", "checkpoints_for_run", "cli_command", "config_diff", "data_dir", "delete_run",
     "default_comparison", "demo_configs", "eval_frame", "eval_set_info", "eval_sets_of", "export_zip", "fold_top_bin", "form_values",
-    "has_teacher", "html_report", "md", "jobs_table", "keep_valid", "kernel_view", "list_datasets", "live_frames",
+    "has_teacher", "html_report", "md", "job_counts", "jobs_table", "keep_valid", "kernel_view", "list_datasets", "live_frames",
     "load_checkpoint_models", "new_client_token", "open_services", "override_args", "parse_list", "presets",
     "reliability_frame", "rename_run", "robustness_table", "run_choices", "run_config", "run_labels",
     "runs_table", "series_options", "set_tags", "similarity_frame", "start_demo", "strategy", "submit_runs",

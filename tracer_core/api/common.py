@@ -9,31 +9,99 @@ import json
 import os
 import re
 import secrets
-from dataclasses import dataclass
+import threading
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 pd = lazy("pandas")
 
-from tracer_core.jobs.runner import JobRunner
 from tracer_core.methods import REGISTRY as METHOD_REGISTRY
 from tracer_core.store import schema
-from tracer_core.store.runstore import RunStore
 from tracer_core.teachers import KINDS
+
+if TYPE_CHECKING:       # imported where they are opened (Services): the store module pulls in DuckDB's code
+    from tracer_core.jobs.runner import JobRunner
+    from tracer_core.store.runstore import RunStore
 
 METHOD_LABELS = {name: m.label for name, m in METHOD_REGISTRY.items()}
 TEACHER_LABELS = {name: k.label for name, k in KINDS.items()}
 TEACHER_HELP = {name: k.help for name, k in KINDS.items()}
 
 
-@dataclass
+class ServicesError(RuntimeError):
+    """The run store or the job runner of the data folder could not be opened (the cause is chained)."""
+
+
 class Services:
-    store: RunStore
-    runner: JobRunner
+    """One RunStore (the DuckDB owner) and one JobRunner on a data folder.
+
+    ``defer=True`` (the dashboard): each opens on first use of ``.store`` / ``.runner``, and the spare worker's
+    warm-up waits for :meth:`release_warm`. Why: on a cold start, importing DuckDB and indexing the run
+    folders take seconds (more on a large store), and the warm-up is a torch import, seconds of a core; a
+    page draws its static parts first and the dashboard releases the warm-up once the page was sent, so
+    neither delays the first paint. Thread-safe: every browser session of the server shares one Services."""
+
+    def __init__(self, directory: str | os.PathLike | None = None, *, max_concurrent: int = 1,
+                 defer: bool = False):
+        self.data_dir = schema.resolve_data_dir(directory)
+        self.max_concurrent = max_concurrent
+        self._lock = threading.RLock()
+        self._store: RunStore | None = None
+        self._runner: JobRunner | None = None
+        self._warm_held = defer
+        if not defer:       # both now, runner first (as before: its recovery marks dead runs before indexing)
+            _ = self.runner, self.store
+
+    @property
+    def store(self) -> RunStore:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    from tracer_core.store.runstore import RunStore
+                    self._store = _opened("run store", lambda: RunStore(self.data_dir, refresh_interval_s=0.5))
+        return self._store
+
+    @property
+    def runner(self) -> JobRunner:
+        if self._runner is None:
+            with self._lock:
+                if self._runner is None:
+                    from tracer_core.jobs.runner import JobRunner
+                    warm = None if not self._warm_held else False      # None: $TRACER_WARM_WORKER decides
+                    self._runner = _opened("job runner", lambda: JobRunner(
+                        self.data_dir, max_concurrent=self.max_concurrent, warm=warm))
+        return self._runner
+
+    @property
+    def store_open(self) -> bool:
+        """Whether the store has been opened (``defer=True``: by its first use)."""
+        return self._store is not None
+
+    def release_warm(self) -> None:
+        """Let the job runner start its pre-warmed spare worker (once; a no-op unless ``defer=True``)."""
+        with self._lock:
+            if not self._warm_held:
+                return
+            self._warm_held = False
+            if self._runner is not None:
+                from tracer_core.jobs.runner import WARM_ENV
+                # the runner's public switch; its supervisor starts the spare on its next tick (<= poll_s)
+                self._runner.warm = os.environ.get(WARM_ENV, "1").strip() != "0"
 
     def close(self) -> None:
-        self.runner.shutdown()
-        self.store.close()
+        with self._lock:
+            runner, store, self._runner, self._store = self._runner, self._store, None, None
+        if runner is not None:
+            runner.shutdown()
+        if store is not None:
+            store.close()
+
+
+def _opened(what: str, open_it):
+    try:
+        return open_it()
+    except Exception as e:
+        raise ServicesError(f"could not open the {what}: {e}") from e
 
 
 def data_dir() -> Path:
@@ -41,12 +109,17 @@ def data_dir() -> Path:
     return schema.resolve_data_dir()
 
 
-def open_services(directory: str | os.PathLike | None = None) -> Services:
-    """One RunStore (the DuckDB owner) and one JobRunner on the data folder. Concurrency from
-    ``$TRACER_MAX_CONCURRENT`` (default 1: on 2 cores one run at a time gives the first points fastest)."""
-    d = schema.resolve_data_dir(directory)
-    runner = JobRunner(d, max_concurrent=int(os.environ.get("TRACER_MAX_CONCURRENT", "1")))
-    return Services(store=RunStore(d, refresh_interval_s=0.5), runner=runner)
+def open_services(directory: str | os.PathLike | None = None, *, defer: bool = False) -> Services:
+    """The store and job runner of the data folder (see :class:`Services`; ``defer``: open on first use).
+    Concurrency from ``$TRACER_MAX_CONCURRENT`` (default 1: on 2 cores one run at a time gives the first
+    points fastest)."""
+    return Services(directory, max_concurrent=int(os.environ.get("TRACER_MAX_CONCURRENT", "1")), defer=defer)
+
+
+def job_counts(services: Services) -> tuple[int, int]:
+    """(running, queued) runs of the data folder, without pandas (the sidebar's counter, every 3 s)."""
+    states = [j.status for j in services.runner.jobs()]
+    return states.count("running"), states.count("queued")
 
 
 def new_client_token() -> str:

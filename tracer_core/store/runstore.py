@@ -33,6 +33,7 @@ pd = lazy("pandas")
 
 from . import bands, queries, runs_table, schema
 from .export import export_tables
+from .errors import StoreError  # noqa: F401  (defined there, raised and re-exported here)
 from .indexer import Indexer
 from .runfiles import (RunFolderError, effective_status, read_json, read_run_folder, run_dir_of, validate_run_id,
                        write_json_atomic)
@@ -40,10 +41,6 @@ from .runfiles import (RunFolderError, effective_status, read_json, read_run_fol
 log = logging.getLogger(__name__)
 _LOCKS: dict[str, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
-
-
-class StoreError(RuntimeError):
-    """A request the store refuses (unknown or ambiguous run, deleting a live run, ...)."""
 
 
 def _file_lock(path: str) -> threading.RLock:
