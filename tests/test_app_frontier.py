@@ -184,6 +184,24 @@ def test_dynamics_sentence_follows_the_stored_results(tmp_path, app_for):
     assert "below FT's +0.0 and below TRACER-EMA's -1.0" in lost
 
 
+
+def test_dynamics_sees_runs_queued_since_the_stores_last_read(tmp_path, app_for):
+    """The demo button queues its runs and switches to Live dynamics within the store's refresh interval of
+    Home's last read: the page must still show them (it showed "No runs yet" and, with no active run to poll
+    for, never updated: the browser demo walk's "no live KL points" failure). The interval is made long here
+    so that the stale read is certain, not a matter of timing."""
+    at = app_for(tmp_path)
+    at.run()
+    at.session_state["svc"].store.refresh_interval_s = 3600.0
+    rid = fake_run(tmp_path, "tracer", {10: (0.70, 0.60, 0.52)}, kl=[1.0, 0.8, 0.7])
+    at.session_state["dynamics_runs"] = [rid]
+    at.switch_page("views/dynamics.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [i.value for i in at.info if "No runs yet" in i.value]
+    assert at.multiselect(key="dyn_runs").value == [rid]
+
+
 def test_launch_sweep_submits_the_grid(tmp_path, app_for):
     import tracer_core.api as api
     grid = api.tuning_grid()
