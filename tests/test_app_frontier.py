@@ -16,6 +16,7 @@ F(0.70) = 0.525: ER(seed 0) = +3.5 points, ER(seed 1) = −2.5, group mean +0.5 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -200,6 +201,20 @@ def test_dynamics_sees_runs_queued_since_the_stores_last_read(tmp_path, app_for)
     assert not at.exception, [e.value for e in at.exception]
     assert not [i.value for i in at.info if "No runs yet" in i.value]
     assert at.multiselect(key="dyn_runs").value == [rid]
+
+
+
+def test_frontier_endpoint_defaults_to_the_ft_run(tmp_path, app_for):
+    """The demo's TRACER runs save checkpoints too and are newer than its FT run: the default endpoint is still
+    FT (a TRACER endpoint would put TRACER on its own frontier, ER 0 by construction)."""
+    ft = fake_run(tmp_path, "ft", {0: (0.60, 0.50, 0.40), 10: (0.80, 0.62, 0.58)}, checkpoint=True)
+    time.sleep(1.1)            # run ids and "newest first" go by the second: TRACER is the newer run
+    tracer = fake_run(tmp_path, "tracer", {10: (0.70, 0.60, 0.52)}, checkpoint=True)
+    at = _open(app_for, tmp_path, "views/frontier.py")
+    assert at.selectbox(key="fr_end").options[0] != at.selectbox(key="fr_end").format_func(ft), "TRACER listed first"
+    assert at.selectbox(key="fr_end").value == ft and tracer != ft
+    er = at.dataframe[0].value.set_index("run")
+    assert er.at["tracer", "ER (points)"] == "3.5"           # against the zero-shot–FT line, F(0.70) = 0.525
 
 
 def test_launch_sweep_submits_the_grid(tmp_path, app_for):
