@@ -1,4 +1,5 @@
-"""The ID vs OOD page, the report's ID–OOD section, the demo's outcome sentence on Home and the tuning sweep.
+"""The ID vs OOD page, the report's ID–OOD section, the demo's outcome sentence on Home and Live dynamics, and
+the tuning sweep.
 
 Stores are seeded with synthetic runs written through the real RunWriter (evaluations with chosen accuracies,
 no training), so every number on the page can be computed by hand:
@@ -15,6 +16,7 @@ F(0.70) = 0.525: ER(seed 0) = +3.5 points, ER(seed 1) = −2.5, group mean +0.5 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -149,6 +151,70 @@ def test_home_sentence_follows_the_stored_results(tmp_path, app_for):
     at = _open(app_for, tmp_path, "views/home.py")
     second = [m.value for m in at.markdown if "effective robustness" in m.value]
     assert second and "-2.5 points" in second[0] and second != first
+
+
+
+def _demo_store(d, wma_ood, wma_kl):
+    """A finished demo (tag "demo") in ``d``: FT with a step-0 evaluation (the zero-shot point, ID 0.60 / OOD
+    mean 0.45) and its end (0.80 / 0.60), TRACER-EMA at ID 0.76 / OOD mean 0.56 (F(0.76) = 0.57: ER -1.0) with
+    a collapsing KL, and TRACER-WMA at ID 0.70 with ``wma_ood`` and ``wma_kl`` (F(0.70) = 0.525)."""
+    fake_run(d, "ft", {0: (0.60, 0.50, 0.40), 10: (0.80, 0.62, 0.58)}, tags=["demo"])
+    fake_run(d, "tracer_ema", {10: (0.76, 0.60, 0.52)}, tags=["demo"], kl=[1.0, 0.1, 0.01])
+    fake_run(d, "tracer", {10: (0.70, *wma_ood)}, tags=["demo"], kl=wma_kl)
+    return d
+
+
+def _dynamics_outcome(app_for, d) -> str:
+    at = _open(app_for, d, "views/dynamics.py")
+    said = [m.value for m in at.markdown if m.value.startswith("**Outcome of the last demo:**")]
+    assert len(said) == 1, [m.value for m in at.markdown]
+    return said[0]
+
+
+def test_dynamics_sentence_follows_the_stored_results(tmp_path, app_for):
+    """Live dynamics states the demo's outcome from the store it reads: two stores whose WMA runs differ (OOD
+    accuracy and KL curve) give two different sentences, each with that store's numbers and verdicts."""
+    assert not [m for m in _open(app_for, tmp_path, "views/dynamics.py").markdown if "Outcome" in m.value]
+    kept = _dynamics_outcome(app_for, _demo_store(tmp_path / "kept", (0.60, 0.52), [1.0, 0.8, 0.7]))
+    lost = _dynamics_outcome(app_for, _demo_store(tmp_path / "lost", (0.52, 0.48), [1.0, 0.1, 0.01]))
+    assert "TRACER-WMA kept a persistent teacher-student gap (KL AUC 2.7x TRACER-EMA's)" in kept.replace("\\", "")
+    assert "was +3.5 points" in kept and "OOD mean 56.0 %" in kept
+    assert "above FT's +0.0 and above TRACER-EMA's -1.0" in kept and "zero-shot–FT line" in kept
+    assert "TRACER-WMA kept no larger a teacher-student gap (KL AUC 1.0x" in lost.replace("\\", "")
+    assert "was -2.5 points" in lost and "OOD mean 50.0 %" in lost
+    assert "below FT's +0.0 and below TRACER-EMA's -1.0" in lost
+
+
+
+def test_dynamics_sees_runs_queued_since_the_stores_last_read(tmp_path, app_for):
+    """The demo button queues its runs and switches to Live dynamics within the store's refresh interval of
+    Home's last read: the page must still show them (it showed "No runs yet" and, with no active run to poll
+    for, never updated: the browser demo walk's "no live KL points" failure). The interval is made long here
+    so that the stale read is certain, not a matter of timing."""
+    at = app_for(tmp_path)
+    at.run()
+    at.session_state["svc"].store.refresh_interval_s = 3600.0
+    rid = fake_run(tmp_path, "tracer", {10: (0.70, 0.60, 0.52)}, kl=[1.0, 0.8, 0.7])
+    at.session_state["dynamics_runs"] = [rid]
+    at.switch_page("views/dynamics.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [i.value for i in at.info if "No runs yet" in i.value]
+    assert at.multiselect(key="dyn_runs").value == [rid]
+
+
+
+def test_frontier_endpoint_defaults_to_the_ft_run(tmp_path, app_for):
+    """The demo's TRACER runs save checkpoints too and are newer than its FT run: the default endpoint is still
+    FT (a TRACER endpoint would put TRACER on its own frontier, ER 0 by construction)."""
+    ft = fake_run(tmp_path, "ft", {0: (0.60, 0.50, 0.40), 10: (0.80, 0.62, 0.58)}, checkpoint=True)
+    time.sleep(1.1)            # run ids and "newest first" go by the second: TRACER is the newer run
+    tracer = fake_run(tmp_path, "tracer", {10: (0.70, 0.60, 0.52)}, checkpoint=True)
+    at = _open(app_for, tmp_path, "views/frontier.py")
+    assert at.selectbox(key="fr_end").options[0] != at.selectbox(key="fr_end").format_func(ft), "TRACER listed first"
+    assert at.selectbox(key="fr_end").value == ft and tracer != ft
+    er = at.dataframe[0].value.set_index("run")
+    assert er.at["tracer", "ER (points)"] == "3.5"           # against the zero-shot–FT line, F(0.70) = 0.525
 
 
 def test_launch_sweep_submits_the_grid(tmp_path, app_for):

@@ -36,7 +36,7 @@ DEMO = ["train.steps=40", "model.pretrained=none", "data.train_set=synthetic", '
 PAGES = [("Launch", "Launch a run"), ("Teacher kernel", "Teacher kernel explorer"), ("Runs", "Runs"),
          ("Live dynamics", "Training dynamics"), ("Calibration", "Calibration"),
          ("Representations", "Representations"), ("Attributions", "Attributions"), ("Robustness", "Robustness"),
-         ("Home", "TRACER Studio")]
+         ("ID vs OOD", "ID vs OOD"), ("Home", "TRACER Studio")]
 # points per chart title, read from the plotly graph divs (gd.data); Streamlit's theme wraps titles in <b>
 POINTS_JS = """() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')].map(gd =>
   [((gd.layout || {}).title || {}).text || '', (gd.data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0)]))"""

@@ -14,6 +14,7 @@ except Exception:
 if outcome:
     st.markdown(f"**Outcome of the last demo:** {api.md(outcome)}")
 
+api.see_runs(svc, st.session_state.get("dynamics_runs"))     # runs the demo / Launch / Runs just queued
 runs = api.runs_table(svc, with_results=False)
 if runs.empty:
     st.info("No runs yet. Start the one-click demo on **Home** or queue a run on **Launch**; "

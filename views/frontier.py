@@ -42,8 +42,12 @@ st.subheader("Frontier")
 ck = api.analysis_runs(svc, "checkpoint")
 ck = ck[ck["run_id"].isin(points["run_id"])]
 ends = api.run_choices(ck) if not ck.empty else {}
+# the frontier is drawn from a plain fine-tune: default to the newest FT run, not the newest run with a checkpoint
+# (the demo's TRACER runs save one too, and a TRACER endpoint would measure TRACER against itself)
+ft_ends = ck.loc[ck["method"] == "ft", "run_id"].tolist() if not ck.empty else []
 c = st.columns([4, 2, 2, 2])
 end = c[0].selectbox("Fine-tuned endpoint (α = 1)", list(ends), format_func=ends.get, key="fr_end",
+                     index=list(ends).index(ft_ends[0]) if ft_ends and ft_ends[0] in ends else 0,
                      help="A run with a checkpoint; θ_α = (1 − α)·θ_zero-shot + α·θ_endpoint")
 n_alphas = int(c[1].number_input("α values", 3, 21, 6, key="fr_alphas", help="Evenly spaced from 0 to 1"))
 n_img = int(c[2].number_input("Images per set", 16, 2000, 200, step=16, key="fr_n"))

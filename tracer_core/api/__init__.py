@@ -39,7 +39,7 @@ from .kernel import KernelView, kernel_view
 from .launch import (DEMO_ENV, DEMO_OVERRIDES, DEMO_PRESETS, FORM_KEYS, MAX_SWEEP, build_config, demo_configs,
                      form_values, list_datasets, parse_list, presets, start_demo, submit_runs, sweep_configs)
 from .live import (BAND_CENTERS, BAND_SPREADS, SMOOTHING_KINDS, TEACHER_PANELS, band_frame, eval_frame, live_frames,
-                   series_options, smoothing_spec, smoothing_text, step_bounds, zoom_range)
+                   see_runs, series_options, smoothing_spec, smoothing_text, step_bounds, zoom_range)
 from .report import html_report
 from .representations import SIM_KINDS, SIM_PAIRS, default_comparison, similarity_frame
 from .robustness import robustness_table, wise_curve_frame
@@ -65,7 +65,7 @@ __all__ = [
     "has_teacher", "html_report", "md", "job_counts", "jobs_table", "keep_valid", "kernel_view", "list_datasets", "live_frames",
     "load_checkpoint_models", "new_client_token", "open_services", "override_args", "parse_list", "presets",
     "reliability_frame", "rename_run", "robustness_table", "run_choices", "run_config", "run_labels",
-    "runs_table", "series_options", "set_tags", "similarity_frame", "start_demo", "strategy", "submit_runs",
+    "runs_table", "see_runs", "series_options", "set_tags", "similarity_frame", "start_demo", "strategy", "submit_runs",
     "summary_table", "sweep_configs", "teacher_label", "wise_curve_frame",
     "OOD_MEAN", "er_tables", "known_wise", "line_frontier", "line_table", "ood_choices", "plane_points",
     "remember_wise", "zero_shot_point", "demo_outcome", "GRID_FILE", "best_trials", "grid_trials", "trials_frame",

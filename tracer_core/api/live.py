@@ -24,6 +24,15 @@ BAND_SPREADS = {"std": "± 1 std", "sem": "± standard error", "ci95": "95 % CI"
 BAND_CENTERS = {"mean": "mean", "median": "median"}
 
 
+def see_runs(services: Services, run_ids: Sequence[str] | None) -> None:
+    """Make runs that another page has just queued (Home's demo, Launch, Runs hand-offs) visible to this
+    page's reads. The store re-reads the data folder at most every ``refresh_interval_s``; a page opened
+    within that interval of the submitting page's last read would see none of the new runs, show "No runs
+    yet" (or older runs) and, with nothing active to refresh for, never pick them up."""
+    if run_ids and not set(run_ids) <= set(services.store.list_runs(run_ids=list(run_ids))["run_id"]):
+        services.store.refresh()
+
+
 def smoothing_spec(kind: str, param: float) -> Smoothing | None:
     """The store's smoothing for the page's choice; ``None`` for "off" or a zero EMA weight / sigma.
     A bad kind or parameter raises ValueError naming it."""

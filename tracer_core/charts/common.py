@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 from tracer_core.store.schema import eval_metric_meta, series_meta
 from tracer_core.teachers import KINDS
 
-__all__ = ["STEP_AXIS", "CONTEXT_LABELS", "plain", "smooth", "axis_title", "series_label", "strategy_colours",
-           "empty_figure", "eval_metric_meta", "series_meta"]
+__all__ = ["STEP_AXIS", "CONTEXT_LABELS", "plain", "smooth", "axis_title", "series_label", "titled",
+           "strategy_colours", "empty_figure", "eval_metric_meta", "series_meta"]
 
 STEP_AXIS = "Training step (optimizer updates)"
 CONTEXT_LABELS = {"combined": "image↔text mean", "img": "image→text", "text": "text→image", "": "",
@@ -70,6 +70,19 @@ def series_label(name: str, context: str = "") -> str:
     return f"{meta.label} — {ctx}" if ctx else meta.label
 
 
+def titled(main: str, *details: str) -> str:
+    """A title that fits a half-width panel (~480 px in two columns): plotly never wraps a title and cuts it at
+    the right edge, so the short name stays on the first line and the details (direction, band, smoothing) go
+    smaller on a second, joined by " · "; ``layout`` makes room for the extra line."""
+    rest = " · ".join(d for d in details if d)
+    return f"{main}<br><sup>{rest}</sup>" if rest else main
+
+
+def top_margin(title: str, base: int) -> int:
+    """``base`` px above the plot (title + legend) plus 18 px per extra title line (each ``<br>``)."""
+    return base + 18 * title.count("<br>")
+
+
 def strategy_colours(frame: pd.DataFrame) -> dict[str, str]:
     """``strategy -> colour`` from the frame's ``strategy``/``teacher`` columns (stable within a figure)."""
     if frame.empty or "strategy" not in frame:
@@ -95,7 +108,8 @@ def rgba(hex_colour: str, alpha: float) -> str:
 def layout(fig: go.Figure, title: str, x_title: str, y_title: str, *, log_y: bool = False,
             y_range: tuple[float | None, float | None] | None = None, height: int = 380) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", y=0.97, yanchor="top"), template="plotly_white",
-                      height=height, font=_FONT, margin=dict(l=60, r=20, t=90, b=50), hovermode="x unified",
+                      height=height, font=_FONT, margin=dict(l=60, r=20, t=top_margin(title, 90), b=50),
+                      hovermode="x unified",
                       legend=dict(title_text="run", orientation="h", yanchor="bottom", y=1.01, x=0, xanchor="left"),
                       showlegend=True)
     fig.update_xaxes(title_text=x_title, showgrid=True, gridcolor="#eeeeee", zeroline=False)
@@ -150,6 +164,7 @@ def finish(fig: go.Figure, title: str, x_title: str, y_title: str, rows: int, co
         for col in range(1, cols + 1):
             fig.update_xaxes(title_text=x_title if r == rows else "", row=r, col=col)
             fig.update_yaxes(title_text=y_title if col == 1 else "", row=r, col=col)
-    fig.update_layout(hovermode="closest", legend_title_text=legend, margin=dict(t=120), legend=dict(y=1.1))
+    fig.update_layout(hovermode="closest", legend_title_text=legend, margin=dict(t=top_margin(title, 120)),
+                      legend=dict(y=1.1))
     fig.update_annotations(font_size=12)
     return fig

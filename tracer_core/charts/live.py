@@ -12,8 +12,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .common import (DASHES, FALLBACK, STEP_AXIS, axis_title, bounded_range, empty_figure, eval_metric_meta,
-                     layout, plain, rgba, series_label, series_meta, strategy_colours)
+from .common import (CONTEXT_LABELS, DASHES, FALLBACK, STEP_AXIS, axis_title, bounded_range, empty_figure,
+                     eval_metric_meta, layout, plain, rgba, series_meta, strategy_colours, titled, top_margin)
+
+
+def _context(context: str) -> str:
+    return CONTEXT_LABELS.get(context, context.replace("_", " "))
 
 
 def series_figure(frame: pd.DataFrame, name: str, context: str = "", *, log_y: bool | None = None,
@@ -22,14 +26,15 @@ def series_figure(frame: pd.DataFrame, name: str, context: str = "", *, log_y: b
 
     ``smoothed`` is the store's smoothing of each *full* logged series at these steps (never recomputed
     here from the downsampled points); where it differs from ``value`` the raw trace is drawn faint behind
-    the smoothed curve of the same colour. ``smoothing_label`` (e.g. "EMA 0.6") goes into the title.
+    the smoothed curve of the same colour. ``smoothing_label`` (e.g. "EMA 0.6") goes into the title's
+    second line, after the direction (the first line is the series name alone: see ``titled``).
     """
     meta = series_meta(name)
-    title = title or series_label(name, context)
     y_title = axis_title(meta.label, meta.unit)
     log_y = meta.log_scale if log_y is None else log_y
     if frame.empty:
-        return empty_figure(title, "No points yet for this series.", y_title=y_title)
+        return empty_figure(title or titled(meta.label, _context(context)), "No points yet for this series.",
+                            y_title=y_title)
     colours = strategy_colours(frame)
     smoothed = "smoothed" in frame and not np.allclose(frame["smoothed"].to_numpy(np.float64),
                                                        frame["value"].to_numpy(np.float64), equal_nan=True)
@@ -51,8 +56,8 @@ def series_figure(frame: pd.DataFrame, name: str, context: str = "", *, log_y: b
                                  legendgroup=str(run_id), meta={"run_id": str(run_id), "strategy": str(strategy)},
                                  line=dict(color=colour, width=2, dash=DASHES[k % len(DASHES)]),
                                  hovertemplate=f"{label}<br>step %{{x}}<br>{meta.label} %{{y:.4g}}<extra></extra>"))
-    if smoothed and smoothing_label:
-        title = f"{title} ({plain(smoothing_label)}; raw faint)"
+    smooth_text = f"{plain(smoothing_label)}, raw faint" if smoothed and smoothing_label else ""
+    title = title or titled(meta.label, _context(context), smooth_text)
     layout(fig, title, STEP_AXIS, y_title, log_y=log_y,
            y_range=bounded_range(meta, frame["value"].to_numpy(np.float64)), height=height)
     return fig
@@ -68,8 +73,7 @@ def band_figure(frame: pd.DataFrame, name: str, context: str = "", *, log_y: boo
     strategy, teacher, step, center, lo, hi, n, ... — the centre (mean | median) and the band (``spread``:
     std | sem | ci95 | minmax) were computed by the store on the runs interpolated onto one grid."""
     meta = series_meta(name)
-    title = title or f"{series_label(name, context)} — {center} over seeds"
-    title = f"{title}, {SPREAD_TEXT.get(spread, spread)}"
+    title = title or titled(meta.label, _context(context), f"{center} over seeds, {SPREAD_TEXT.get(spread, spread)}")
     y_title = axis_title(meta.label, meta.unit)
     log_y = meta.log_scale if log_y is None else log_y
     if frame.empty:
@@ -104,7 +108,8 @@ def eval_figure(frame: pd.DataFrame, metric: str = "accuracy", *, id_sets: Itera
     """One metric over training: a panel per eval set (in-distribution first), a line per run.
     ``frame``: run_id, label, strategy, teacher, dataset, step, value."""
     meta = eval_metric_meta(metric)
-    title = title or f"{meta.label} on the evaluation sets as evaluations arrive (ID = fine-tuning distribution)"
+    title = title or titled(f"{meta.label} on the evaluation sets",
+                            "as evaluations arrive; ID = the fine-tuning distribution")
     y_title = axis_title(meta.label, meta.unit)
     if frame.empty:
         return empty_figure(title, "No evaluation yet: runs evaluate every train.eval_every steps and at the end.",
@@ -131,6 +136,6 @@ def eval_figure(frame: pd.DataFrame, metric: str = "accuracy", *, id_sets: Itera
     fig.update_xaxes(title_text="Step")
     for col in range(2, len(sets) + 1):
         fig.update_yaxes(title_text="", row=1, col=col)
-    fig.update_layout(hovermode="closest", margin=dict(t=110), legend=dict(y=1.14))
+    fig.update_layout(hovermode="closest", margin=dict(t=top_margin(title, 110)), legend=dict(y=1.14))
     fig.update_annotations(font_size=12)
     return fig
