@@ -50,8 +50,12 @@ def write(cur, root: Path, run_id: str, offsets: Mapping[str, int], sizes: Mappi
         if not offsets.get(spec.file):      # nothing ingested from this file: no rows, no query
             continue
         out = tmp / f"{spec.table}.parquet"
-        n = cur.execute(f"COPY (SELECT * FROM {spec.table} WHERE run_id = {_sql_str(run_id)}) TO {_sql_str(out)} "
-                        "(FORMAT parquet, COMPRESSION zstd)").fetchone()[0]
+        # Series rows sorted by (name, context, step): a chart reads one or two names of a run, and a rebuild or
+        # a second process over these files then skips the other names' row groups by their min/max statistics
+        # (the writer's order is step-major: every row group holds every name). Step order within a series holds.
+        order = " ORDER BY name, context, step" if spec.table == "series" else ""
+        n = cur.execute(f"COPY (SELECT * FROM {spec.table} WHERE run_id = {_sql_str(run_id)}{order}) TO "
+                        f"{_sql_str(out)} (FORMAT parquet, COMPRESSION zstd)").fetchone()[0]
         if n:
             tables[spec.table] = int(n)
         else:
