@@ -20,7 +20,6 @@ run. WORK_DIR is reused when it already holds a generated store of that size (``
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
