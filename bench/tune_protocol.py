@@ -86,7 +86,7 @@ def run_cli(preset: str, config: dict, seed: int, base: list[str], work: Path, t
         raise RuntimeError(f"{preset} {config} seed {seed} failed:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["bench"] = {"preset": preset, "config": config, "seed": seed, "process_s": round(time.perf_counter() - t0, 1),
-                       "load_1min": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+                       "load_1min": [round(load0, 2), round(os.getloadavg()[0], 2)], "wall_s": round(time.time() - t0)}
     work.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
     return result
@@ -160,10 +160,10 @@ def frontier(grid: dict, tuned: dict, base, work, jobs, threads) -> dict:
     return curves
 
 
-def _er(run: dict, curve: list, proto: dict) -> dict:
+def _er(run: dict, curve: list, proto: dict, extrapolate: bool = False) -> dict:
     if len({p["alpha"] for p in curve}) < 2:
         return {"effective_robustness": math.nan, "frontier_ood": math.nan, "position": "no frontier"}
-    return effective_robustness(curve, _acc(run, proto["id_set"]), _ood_mean(run, proto))
+    return effective_robustness(curve, _acc(run, proto["id_set"]), _ood_mean(run, proto), extrapolate)
 
 
 def summarize(grid: dict, tuned: dict, curves: dict) -> dict:
@@ -179,6 +179,9 @@ def summarize(grid: dict, tuned: dict, curves: dict) -> dict:
                   "ood_mean": seed_stats(_ood_mean(r, proto) for r in runs.values()),
                   "ece_id": seed_stats(r["final_eval"][proto["id_set"]].get("ece") for r in runs.values()),
                   "effective_robustness": seed_stats(e["effective_robustness"] for e in ers.values()),
+                  # the frontier's end segment extended: a labelled estimate where a run's ID leaves the range
+                  "er_extrapolated": seed_stats(_er(r, curves.get(s, []), proto, True)["effective_robustness"]
+                                                for s, r in runs.items()),
                   "er_positions": sorted({e["position"] for e in ers.values()})}
     return out
 
@@ -204,7 +207,8 @@ def render(data: dict) -> str:
     meta, proto, chosen = data["meta"], data["meta"]["protocol"], data["chosen"]
     sets = proto["ood_sets"]
     rows = ["| method | chosen config | val (mnist:val) | ID (mnist test) | " + " | ".join(sets)
-            + " | OOD mean | eff. robustness (pts) | ECE ID ×100 |", "|---|---|" + "---|" * (len(sets) + 5)]
+            + " | OOD mean | eff. robustness (pts) | ER, end segment extended (pts) | ECE ID ×100 |",
+            "|---|---|" + "---|" * (len(sets) + 6)]
     for m, c in chosen.items():
         cfg = ", ".join(f"{k}={v}" for k, v in c["config"].items()) or "preset"
         n_er = c["effective_robustness"]["n"]
@@ -213,7 +217,7 @@ def render(data: dict) -> str:
         rows.append(f"| {LABELS.get(m, m)} | {cfg} | {_cell(c['val'])} | {_cell(c['id'])} | "
                     + " | ".join(_cell(c["ood"][s]) for s in sets)
                     + f" | {_cell(c['ood_mean'])} | {_cell(c['effective_robustness'], signed=True)}{pos} | "
-                    f"{_cell(c['ece_id'])} |")
+                    f"{_cell(c.get('er_extrapolated', {}), signed=True)} | {_cell(c['ece_id'])} |")
     front = ["| seed | " + " | ".join(f"α={p['alpha']:g}" for p in next(iter(data["frontier"].values()), [])) + " |"]
     front.append("|---|" + "---|" * (len(front[0].split("|")) - 3))
     for s, curve in data["frontier"].items():
@@ -225,9 +229,12 @@ def render(data: dict) -> str:
         f"Grid {meta['grid']} ({proto['trials_per_method']} trials per method), trial seeds {proto['trial_seeds']}, "
         f"final seeds {proto['final_seeds']}; train {proto['train_set']}, selection on {proto['val_set']} only. "
         f"Overrides: {proto['overrides'] + meta['overrides'] or 'none'}. Machine: {meta['machine']}; 1-min load during the runs "
-        f"{meta['load_1min']}. Accuracy in % (mean ± std over seeds).", "", *rows, "",
+        f"{meta['load_1min']}" + (f"; wall {meta['wall_s']} s" if "wall_s" in meta else "") + ". Accuracy in % (mean ± std over seeds).", "",
+        *rows, "",
         f"Effective robustness = OOD mean − the WiSE-FT frontier of the chosen {proto['frontier_method']} config at the "
-        "run's ID accuracy (per seed, then averaged; upper envelope of the α path; NaN outside its ID range).", "",
+        "run's ID accuracy (per seed, then averaged; upper envelope of the α path; NaN outside its ID range). "
+        "The next column extends the frontier's end segment (its two highest-ID points) past its range: an "
+        "estimate, for runs whose ID accuracy exceeds the fine-tuned endpoint's.", "",
         "WiSE-FT frontier points (ID / OOD mean, %):", "", *front, "",
         "Accuracy on the line: per OOD set, Pearson r of probit(OOD acc) with probit(ID acc) over every run above "
         "(trials and finals).", "", *line, "", f"Outcome: {data['outcome']}", ""])
@@ -246,8 +253,10 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.render:
+    if args.render:   # re-summarise the stored runs (no training) and rewrite both files
         data = json.loads((out / "tuning_results.json").read_text())
+        data["chosen"] = summarize({"protocol": data["meta"]["protocol"]}, data["trials"], data["frontier"])
+        (out / "tuning_results.json").write_text(json.dumps(data, indent=1, default=str))
         (out / "tuning_results.md").write_text(render(data))
         return
     grid = load_grid(Path(args.grid), args.methods or (["ft", "tracer"] if args.quick else None))
@@ -258,7 +267,7 @@ def main() -> None:
         grid["protocol"].update(trials_per_method=1, trial_seeds=[0], final_seeds=[0], wise_alphas=[0.0, 1.0])
         extra = QUICK + extra
     base, work = base_overrides(grid["protocol"], extra), out / "tuning_runs"
-    load0 = os.getloadavg()[0]
+    load0, t0 = os.getloadavg()[0], time.time()
     tuned = tune(grid, base, work, args.jobs, args.threads)
     curves = frontier(grid, tuned, base, work, args.jobs, args.threads)
     chosen = summarize(grid, tuned, curves)
@@ -267,7 +276,7 @@ def main() -> None:
     meta = {"grid": Path(args.grid).name, "methods": list(grid["methods"]), "protocol": grid["protocol"],
             "overrides": extra, "jobs": args.jobs, "threads": args.threads, "quick": args.quick,
             "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
-            "load_1min": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+            "load_1min": [round(load0, 2), round(os.getloadavg()[0], 2)], "wall_s": round(time.time() - t0)}
     data = {"meta": meta, "chosen": chosen, "frontier": {str(s): c for s, c in curves.items()},
             "on_the_line": on_the_line(tuned, grid["protocol"]), "trials": tuned,
             "outcome": outcome_sentence(summary, labels=LABELS)}
