@@ -18,12 +18,13 @@ DEMO_PRESETS = ("tracer_ema", "tracer", "ft")        # teacher runs first: their
 # Short runs (EMA collapse shows within tens of steps) with live ID/OOD accuracy every 25 steps on 250 images per
 # set. No step-0 evaluation: it would delay the first live point by seconds (target: < 10 s from the click).
 DEMO_OVERRIDES = ("train.steps=100", "train.eval_every=25", "train.eval_at_start=false", "data.max_eval_samples=250")
-# What the reduced tuned protocol chose (bench/tuning_reduced/tuning_results.md, selection on mnist:val only):
-# alpha_FD 250 for both teachers (= 2000 x 64 / 512, the paper's per-unit FD weight at width 64), FT at its
-# preset lr 1e-4. The FT run also evaluates at step 0: that point is the zero-shot model (its head starts as
-# the zero-shot head), one end of the zero-shot-FT line the demo's effective robustness is measured against
-# until the WiSE-FT curve of the FT run is computed. Step counts unchanged (the demo stays <= 5 min on 2 cores).
-DEMO_TUNED = {"tracer_ema": ("loss.alpha_fd=250",), "tracer": ("loss.alpha_fd=250",),
+# What the tuned protocol chose (bench/tuning_full/tuning_results.md: 11 methods x 4 trials at the demo's 100
+# steps, selection on mnist:val only): lambda_SD 0.3 and alpha_FD 250 for both teachers (250 = 2000 x 64 / 512,
+# the paper's per-unit FD weight at width 64), FT at lr 1e-4. The FT run also evaluates at step 0: that point is
+# the zero-shot model (its head starts as the zero-shot head), one end of the zero-shot-FT line the demo's
+# effective robustness is measured against until the WiSE-FT curve of the FT run is computed.
+DEMO_TUNED = {"tracer_ema": ("loss.lambda_sd=0.3", "loss.alpha_fd=250"),
+              "tracer": ("loss.lambda_sd=0.3", "loss.alpha_fd=250"),
               "ft": ("optim.lr=1e-4", "train.eval_at_start=true")}
 DEMO_ENV = "TRACER_DEMO_OVERRIDES"                  # JSON list of extra overrides (tests: tiny synthetic runs)
 MAX_SWEEP = 64
