@@ -84,6 +84,11 @@ def test_outcome_sentence_follows_the_results():
     assert s2 != s1 and "+2.1 points" in s2 and "above FT's" in s2 and "no larger" in s2
     outside = {**base, "tracer": {"id": 0.9, "ood": 0.7, "er": float("nan")}}
     assert "outside the WiSE-FT frontier" in outcome_sentence(outside, labels=labels)
+    # ER undefined: the end-segment estimate is said to be one, and the raw OOD means are compared instead
+    said = outcome_sentence({**outside, "tracer": {**outside["tracer"], "er_ext": 0.012}}, labels=labels)
+    assert "estimates +1.2 points" in said and "no effective robustness" in said
+    assert "OOD mean 70.0 % is below FT's 72.2 % (ID 83.6 %) and below TRACER-EMA's 72.3 % (ID 84.8 %)" in said
+    assert "estimates" not in outcome_sentence(outside, labels=labels)
     assert outcome_sentence({"ft": base["ft"]}).startswith("No stored result for tracer")
 
 
@@ -104,3 +109,21 @@ def test_effective_robustness_table_and_seed_means():
     a = seed_means(t)[0]
     assert a["label"] == "a" and a["n"] == 2
     assert a["effective_robustness"]["mean"] == pytest.approx(0.02) and a["ood"]["std"] == pytest.approx(0.02 ** 0.5 * 0.1)
+
+
+def test_er_tables_extend_the_end_segment_only_outside_the_range():
+    """Frontier (0.6, 0.5) -> (0.8, 0.6): slope 0.5. A run at ID 0.9, OOD 0.7 is right of it: ER n/a, the
+    extended line gives F(0.9) = 0.65, so 0.05; a run inside at ID 0.7, OOD 0.6: ER = 0.6 - 0.55 = 0.05 and no
+    estimate shown."""
+    import pandas as pd
+    from tracer_core.api.frontier import er_display, er_tables
+    curve = pd.DataFrame([{"alpha": 0.0, "id_accuracy": 0.6, "ood_accuracy": 0.5},
+                          {"alpha": 1.0, "id_accuracy": 0.8, "ood_accuracy": 0.6}])
+    pts = pd.DataFrame([{"run_id": r, "label": r, "strategy": "s", "group": r, "group_label": r, "id": i, "ood": o}
+                        for r, i, o in (("right", 0.9, 0.7), ("inside", 0.7, 0.6))])
+    per, _ = er_tables(pts, curve)
+    shown = er_display(per).set_index("run")
+    assert math.isnan(shown.at["right", "ER (points)"]) and shown.at["right", "sign"] == "n/a"
+    assert shown.at["right", "ER, end segment extended (estimate)"] == pytest.approx(5.0)
+    assert shown.at["inside", "ER (points)"] == pytest.approx(5.0)
+    assert math.isnan(shown.at["inside", "ER, end segment extended (estimate)"])

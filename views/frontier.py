@@ -96,11 +96,9 @@ if per.empty:
     st.info("Compute the WiSE-FT curve above (or store a zero-shot evaluation) to measure each run against it.")
 else:
     st.caption(f"ER = OOD − frontier at the run's ID accuracy, in points, against the {api.md(frontier_label)}. "
-               "n/a: the run's ID accuracy lies outside the frontier's ID range (no extrapolation).")
-    show = pd.DataFrame({"run": per["label"], "strategy": per["strategy"], "ID %": 100 * per["id"],
-                         "OOD %": 100 * per["ood"], "frontier OOD %": 100 * per["frontier_ood"],
-                         "ER (points)": 100 * per["effective_robustness"], "sign": per["sign"], "why n/a": per["why"]})
-    st.dataframe(charts.sign_style(show), key="fr_er_table", hide_index=True, width="stretch")
+               "n/a: the run's ID accuracy lies outside the frontier's ID range; the last column then extends the "
+               "frontier's end segment to it, an estimate, not an effective robustness.")
+    st.dataframe(charts.sign_style(api.er_display(per)), key="fr_er_table", hide_index=True, width="stretch")
     gshow = groups[groups["n"] > 1]
     if not gshow.empty:
         st.caption("Seed groups (runs that differ only by seed): mean ± std over seeds.")

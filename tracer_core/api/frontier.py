@@ -102,13 +102,18 @@ def line_frontier(zs: Mapping, ft: Mapping) -> pd.DataFrame:
 def er_tables(points: pd.DataFrame, curve: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per run, per seed group) effective robustness against ``curve`` (alpha, id_accuracy, ood_accuracy).
 
-    Per run: label, strategy, id, ood, frontier_ood, effective_robustness, sign, position, why.
+    Per run: label, strategy, id, ood, frontier_ood, effective_robustness, sign, position, why, er_extended
+    (ER against the end segment extended where the run lies outside the ID range: an estimate).
     Per group: group_label, n, id/ood/effective_robustness mean and std over seeds, sign of the mean ER."""
     if points.empty or curve is None or curve.empty:
         return pd.DataFrame(), pd.DataFrame()
     rows = curve[["alpha", "id_accuracy", "ood_accuracy"]].to_dict("records")
     pts = points[["run_id", "label", "strategy", "group", "group_label", "id", "ood"]].to_dict("records")
     per = pd.DataFrame(effective_robustness_table(pts, rows))
+    # Outside the frontier's ID range ER is undefined; the end segment extended gives an estimate (the
+    # tuning bench's "ER, end segment extended" column), shown beside ER, never in place of it.
+    ext = effective_robustness_table(pts, rows, extrapolate=True)
+    per["er_extended"] = [r["effective_robustness"] for r in ext]
     lo, hi = curve["id_accuracy"].min(), curve["id_accuracy"].max()
     per["why"] = [("" if s != "n/a" else f"ID {100 * i:.1f} % is {pos} the frontier's ID range "
                    f"{100 * lo:.1f}–{100 * hi:.1f} %") for s, i, pos in zip(per["sign"], per["id"], per["position"])]
@@ -121,6 +126,16 @@ def er_tables(points: pd.DataFrame, curve: pd.DataFrame) -> tuple[pd.DataFrame, 
                     "runs with ER": int(x["effective_robustness"].notna().sum()),
                     "sign": "n/a" if math.isnan(e) else ("0" if abs(e) < 1e-4 else ("+" if e > 0 else "-"))})
     return per, pd.DataFrame(grp)
+
+
+def er_display(per: pd.DataFrame, minus_sign: bool = False) -> pd.DataFrame:
+    """The per-run ER table as the page and the report show it (points); ``minus_sign``: "−" for "-"."""
+    return pd.DataFrame({
+        "run": per["label"], "strategy": per["strategy"], "ID %": 100 * per["id"], "OOD %": 100 * per["ood"],
+        "frontier OOD %": 100 * per["frontier_ood"], "ER (points)": 100 * per["effective_robustness"],
+        "sign": per["sign"].replace({"-": "−"}) if minus_sign else per["sign"], "why n/a": per["why"],
+        "ER, end segment extended (estimate)": [float("nan") if s != "n/a" else 100 * e
+                                                for s, e in zip(per["sign"], per["er_extended"])]})
 
 
 def line_table(services: Services, space: str = "probit") -> pd.DataFrame:

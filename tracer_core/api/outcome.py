@@ -48,9 +48,11 @@ def demo_outcome(services: Services) -> str | None:
         curve = line_frontier(zs, ft) if zs is not None else None
         label = LINE_LABEL if zs is not None else "a frontier (none: no zero-shot evaluation is stored)"
     per, _ = er_tables(pts.reset_index(), curve) if curve is not None else (None, None)
-    er = dict(zip(per["run_id"], per["effective_robustness"])) if per is not None and not per.empty else {}
+    has = per is not None and not per.empty
+    er = dict(zip(per["run_id"], per["effective_robustness"])) if has else {}
+    ext = dict(zip(per["run_id"], per["er_extended"])) if has else {}
     kl = services.store.summaries(list(ids.values()), ["teacher_student_kl"], ["combined"])
     auc = dict(zip(kl["run_id"], kl["auc_normalized"])) if not kl.empty else {}
-    summary = {k: {"id": float(pts.at[i, "id"]), "ood": float(pts.at[i, "ood"]), "er": er.get(i, math.nan),
+    summary = {k: {"id": float(pts.at[i, "id"]), "ood": float(pts.at[i, "ood"]), "er": er.get(i, math.nan), "er_ext": ext.get(i),
                    "kl_auc": auc.get(i)} for k, i in ids.items()}
     return outcome_sentence(summary, labels=DEMO_LABELS, frontier_label=label)

@@ -8,7 +8,7 @@ from typing import Sequence
 pd = lazy("pandas")
 
 from .common import Services
-from .frontier import er_tables, known_wise, line_frontier, ood_choices, plane_points, zero_shot_point
+from .frontier import er_display, er_tables, known_wise, line_frontier, ood_choices, plane_points, zero_shot_point
 from .live import TEACHER_PANELS, eval_frame, live_frames
 from .runs import config_diff, summary_table
 
@@ -54,10 +54,8 @@ def _plane_section(services: Services, run_ids: Sequence[str]):
     per, groups = er_tables(pts, curve) if curve is not None else (pd.DataFrame(), pd.DataFrame())
     fig = charts.frontier_figure(pts, groups, zs, curve, id_name, "mean of " + ", ".join(sets), label)
     note = (f"OOD = mean of {', '.join(sets)}; effective robustness (ER, points) = OOD minus the {label} at the "
-            "run's ID accuracy; n/a outside the frontier's ID range." if curve is not None else
+            "run's ID accuracy; n/a outside the frontier's ID range (the last column then extends its end segment: "
+            "an estimate)." if curve is not None else
             "No frontier: store a zero-shot evaluation and an FT run, or compute a WiSE-FT curve on the ID vs OOD page.")
-    table = pd.DataFrame() if per.empty else pd.DataFrame({
-        "run": per["label"], "strategy": per["strategy"], "ID %": 100 * per["id"], "OOD %": 100 * per["ood"],
-        "frontier OOD %": 100 * per["frontier_ood"], "ER (points)": 100 * per["effective_robustness"],
-        "sign": per["sign"].replace({"-": "−"}), "why n/a": per["why"]})
+    table = pd.DataFrame() if per.empty else er_display(per, minus_sign=True)
     return note, fig, table

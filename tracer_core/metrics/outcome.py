@@ -1,11 +1,12 @@
 """The one-sentence outcome of a comparison, generated from stored numbers (never a fixed claim).
 
 Input per method label: {"id": ID accuracy, "ood": OOD mean accuracy, "er": effective robustness vs the
-WiSE-FT frontier (fractions; NaN when outside the frontier's range), optional "kl_auc": area under the
-teacher-student KL curve}. Numbers are printed as points (x100). The verdict words come from comparisons:
+WiSE-FT frontier (fractions; NaN when outside the frontier's range), optional "er_ext": ER against the
+frontier's end segment extended (an estimate, said as such, used only where "er" is NaN), optional "kl_auc":
+area under the teacher-student KL curve}. Numbers are printed as points (x100). The verdict words come from comparisons:
   gap:     ratio = kl_auc[focus] / kl_auc[gap_ref]; "kept a persistent gap" when ratio >= 1.5, else "no larger".
   ER sign: "+" / "-" of ER x 100 at one decimal; "above" / "below" / "level with" each reference's ER
-           (|difference| < 0.05 points is level).
+           (|difference| < 0.05 points is level). Where ER is undefined, the same words compare OOD means.
 """
 from __future__ import annotations
 
@@ -39,8 +40,7 @@ def _er_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[str], 
                subject: str) -> str:
     er = summary[focus].get("er")
     if not _finite(er):
-        return (f"{subject} ID accuracy ({100 * summary[focus]['id']:.1f} %) lies outside "
-                f"{frontier} (beyond its ID range), so it has no effective robustness on this run")
+        return _outside_clause(summary, focus, refs, name, frontier, subject)
     parts = []
     for r in refs:
         if r in summary and r != focus and _finite(summary[r].get("er")):
@@ -50,6 +50,26 @@ def _er_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[str], 
     tail = f", {' and '.join(parts)}" if parts else ""
     return (f"{subject} effective robustness against {frontier} was {_pts(er)} points"
             f" (ID {100 * summary[focus]['id']:.1f} %, OOD mean {100 * summary[focus]['ood']:.1f} %){tail}")
+
+
+def _outside_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[str], name, frontier: str,
+                    subject: str) -> str:
+    """ER undefined (ID outside the frontier's range): say so, give the end-segment estimate if there is one,
+    and compare the raw accuracies with each reference (a method ahead on both axes says something)."""
+    f = summary[focus]
+    text = (f"{subject} ID accuracy ({100 * f['id']:.1f} %) lies outside {frontier} (beyond its ID range), so "
+            "it has no effective robustness on this run")
+    if _finite(f.get("er_ext")):
+        text += f" (extending the line's end segment estimates {_pts(f['er_ext'])} points)"
+    parts = []
+    for r in refs:
+        if r in summary and r != focus:
+            d = 100 * (f["ood"] - summary[r]["ood"])
+            rel = "level with" if abs(d) < 0.05 else ("above" if d > 0 else "below")
+            parts.append(f"{rel} {name(r)}'s {100 * summary[r]['ood']:.1f} % (ID {100 * summary[r]['id']:.1f} %)")
+    if parts:
+        text += f"; its OOD mean {100 * f['ood']:.1f} % is {' and '.join(parts)}"
+    return text
 
 
 def outcome_sentence(summary: Mapping[str, Mapping], focus: str = "tracer", refs: Sequence[str] = ("ft", "tracer_ema"),
