@@ -90,7 +90,7 @@ def test_plane_points_and_effective_robustness_by_hand(plane_store, app_for):
     assert er_num["tracer s1"] == "-2.5" and er.at["tracer s1", "sign"] == "−"
     assert er.at["ft", "sign"] == "0"
     ema = [r for r in er.index if r.startswith("tracer_ema")][0]
-    assert er.at[ema, "sign"] == "n/a" and "above the frontier's ID range 60.0–80.0 %" in er.at[ema, "why n/a"]
+    assert er.at[ema, "sign"] == "n/a" and "above its ID range 60.0–80.0 %" in er.at[ema, "why n/a"]
     groups = at.dataframe[1].value
     assert groups["ER mean (points)"].tolist() == ["0.5"] and groups["sign"].tolist() == ["+"]
 

@@ -31,10 +31,18 @@ def test_outside_range_is_nan_with_a_flag_or_extrapolated():
     above = effective_robustness(CURVE, 0.85, 0.5)
     assert math.isnan(above["effective_robustness"]) and above["position"] == "above"
     assert frontier_ood(CURVE, 0.4).position == "below"
-    # extrapolation: the line through the two extreme vertices on that side
-    assert frontier_ood(CURVE, 0.85, extrapolate=True).ood == pytest.approx(0.45 - 0.05 * 0.5)   # 0.425
+    # extrapolation: the line through the two extreme vertices on that side. CURVE's end segment falls
+    # (0.70, 0.50) -> (0.80, 0.45): its line at 0.85 is 0.425, below the 0.50 the path reached, so 0.50 holds
+    assert frontier_ood(CURVE, 0.85, extrapolate=True).ood == pytest.approx(0.50)
+    rising = [{"alpha": 0.0, "id_accuracy": 0.50, "ood_accuracy": 0.40},
+              {"alpha": 1.0, "id_accuracy": 0.80, "ood_accuracy": 0.46}]           # slope 0.2
+    assert frontier_ood(rising, 0.90, extrapolate=True).ood == pytest.approx(0.46 + 0.2 * 0.10)   # 0.48
     low = frontier_ood(CURVE, 0.40, extrapolate=True)
     assert low.ood == pytest.approx(0.35) and low.position == "extrapolated-below"
+    # a falling low end (ID 0.5 -> 0.6 while OOD 0.45 -> 0.40) is held flat at the lowest-ID point's OOD
+    folded = [{"alpha": 0.0, "id_accuracy": 0.50, "ood_accuracy": 0.45},
+              {"alpha": 1.0, "id_accuracy": 0.60, "ood_accuracy": 0.40}]
+    assert frontier_ood(folded, 0.40, extrapolate=True).ood == pytest.approx(0.45)
 
 
 def test_non_monotone_id_uses_the_upper_envelope():
@@ -124,6 +132,6 @@ def test_er_tables_extend_the_end_segment_only_outside_the_range():
     per, _ = er_tables(pts, curve)
     shown = er_display(per).set_index("run")
     assert math.isnan(shown.at["right", "ER (points)"]) and shown.at["right", "sign"] == "n/a"
-    assert shown.at["right", "ER, end segment extended (estimate)"] == pytest.approx(5.0)
+    assert shown.at["right", "ER extended"] == pytest.approx(5.0)
     assert shown.at["inside", "ER (points)"] == pytest.approx(5.0)
-    assert math.isnan(shown.at["inside", "ER, end segment extended (estimate)"])
+    assert math.isnan(shown.at["inside", "ER extended"])

@@ -50,7 +50,9 @@ end = c[0].selectbox("Fine-tuned endpoint (α = 1)", list(ends), format_func=end
                      index=list(ends).index(ft_ends[0]) if ft_ends and ft_ends[0] in ends else 0,
                      help="A run with a checkpoint; θ_α = (1 − α)·θ_zero-shot + α·θ_endpoint")
 n_alphas = int(c[1].number_input("α values", 3, 21, 6, key="fr_alphas", help="Evenly spaced from 0 to 1"))
-n_img = int(c[2].number_input("Images per set", 16, 2000, 200, step=16, key="fr_n"))
+n_own = min(2000, api.endpoint_eval_samples(svc, end)) if end is not None else 200
+n_img = int(c[2].number_input("Images per set", 16, 2000, n_own, step=16, key=f"fr_n_{end}",
+                              help="Default: the endpoint's own evaluation size, so α = 1 is its stored point"))
 
 
 @st.cache_data(max_entries=8, ttl=3600, show_spinner=False)
@@ -96,8 +98,8 @@ if per.empty:
     st.info("Compute the WiSE-FT curve above (or store a zero-shot evaluation) to measure each run against it.")
 else:
     st.caption(f"ER = OOD − frontier at the run's ID accuracy, in points, against the {api.md(frontier_label)}. "
-               "n/a: the run's ID accuracy lies outside the frontier's ID range; the last column then extends the "
-               "frontier's end segment to it, an estimate, not an effective robustness.")
+               "n/a: the run's ID accuracy lies outside the frontier's ID range; 'ER extended' then extends the "
+               "frontier's end segment to it: an estimate, not an effective robustness.")
     st.dataframe(charts.sign_style(api.er_display(per)), key="fr_er_table", hide_index=True, width="stretch")
     gshow = groups[groups["n"] > 1]
     if not gshow.empty:

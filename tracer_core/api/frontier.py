@@ -18,7 +18,7 @@ pd = lazy("pandas")
 from tracer_core.metrics.outcome import outcome_sentence
 from tracer_core.metrics.robustness_frontier import accuracy_on_line, effective_robustness_table, seed_stats
 
-from .common import METHOD_LABELS, Services, id_set, runs_frame
+from .common import METHOD_LABELS, Services, id_set, run_config, runs_frame
 
 OOD_MEAN = "mean"
 _WISE: dict[tuple, pd.DataFrame] = {}      # (run_id, ood sets) -> WiSE summary, shared by every page (Home)
@@ -115,8 +115,8 @@ def er_tables(points: pd.DataFrame, curve: pd.DataFrame) -> tuple[pd.DataFrame, 
     ext = effective_robustness_table(pts, rows, extrapolate=True)
     per["er_extended"] = [r["effective_robustness"] for r in ext]
     lo, hi = curve["id_accuracy"].min(), curve["id_accuracy"].max()
-    per["why"] = [("" if s != "n/a" else f"ID {100 * i:.1f} % is {pos} the frontier's ID range "
-                   f"{100 * lo:.1f}–{100 * hi:.1f} %") for s, i, pos in zip(per["sign"], per["id"], per["position"])]
+    per["why"] = [("" if s != "n/a" else f"{pos} its ID range {100 * lo:.1f}–{100 * hi:.1f} %")
+                  for s, pos in zip(per["sign"], per["position"])]
     grp = []
     for g, x in per.groupby("group", sort=False):
         st = {m: seed_stats(x[m]) for m in ("id", "ood", "effective_robustness")}
@@ -128,13 +128,22 @@ def er_tables(points: pd.DataFrame, curve: pd.DataFrame) -> tuple[pd.DataFrame, 
     return per, pd.DataFrame(grp)
 
 
+def endpoint_eval_samples(services: Services, run_id: str) -> int:
+    """Images per set the run's own evaluations used (data.max_eval_samples; 1000 when unset). A WiSE-FT curve
+    on that many images re-evaluates the same prefix, so its α = 1 point is the endpoint's stored point (on
+    another size the endpoint would sit off its own frontier)."""
+    runs = runs_frame(services, [run_id])
+    data = run_config(runs["config"].iloc[0]).get("data", {}) if not runs.empty else {}
+    return int((data.get("max_eval_samples") if isinstance(data, dict) else None) or 1000)
+
+
 def er_display(per: pd.DataFrame, minus_sign: bool = False) -> pd.DataFrame:
     """The per-run ER table as the page and the report show it (points); ``minus_sign``: "−" for "-"."""
     return pd.DataFrame({
         "run": per["label"], "strategy": per["strategy"], "ID %": 100 * per["id"], "OOD %": 100 * per["ood"],
         "frontier OOD %": 100 * per["frontier_ood"], "ER (points)": 100 * per["effective_robustness"],
         "sign": per["sign"].replace({"-": "−"}) if minus_sign else per["sign"], "why n/a": per["why"],
-        "ER, end segment extended (estimate)": [float("nan") if s != "n/a" else 100 * e
+        "ER extended": [float("nan") if s != "n/a" else 100 * e
                                                 for s, e in zip(per["sign"], per["er_extended"])]})
 
 

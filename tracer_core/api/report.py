@@ -54,7 +54,7 @@ def _plane_section(services: Services, run_ids: Sequence[str]):
     per, groups = er_tables(pts, curve) if curve is not None else (pd.DataFrame(), pd.DataFrame())
     fig = charts.frontier_figure(pts, groups, zs, curve, id_name, "mean of " + ", ".join(sets), label)
     note = (f"OOD = mean of {', '.join(sets)}; effective robustness (ER, points) = OOD minus the {label} at the "
-            "run's ID accuracy; n/a outside the frontier's ID range (the last column then extends its end segment: "
+            "run's ID accuracy; n/a outside the frontier's ID range ('ER extended' then extends its end segment: "
             "an estimate)." if curve is not None else
             "No frontier: store a zero-shot evaluation and an FT run, or compute a WiSE-FT curve on the ID vs OOD page.")
     table = pd.DataFrame() if per.empty else er_display(per, minus_sign=True)

@@ -60,7 +60,7 @@ def _outside_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[s
     text = (f"{subject} ID accuracy ({100 * f['id']:.1f} %) lies outside {frontier} (beyond its ID range), so "
             "it has no effective robustness on this run")
     if _finite(f.get("er_ext")):
-        text += f" (extending the line's end segment estimates {_pts(f['er_ext'])} points)"
+        text += f" (extending the frontier's end segment estimates {_pts(f['er_ext'])} points)"
     parts = []
     for r in refs:
         if r in summary and r != focus:

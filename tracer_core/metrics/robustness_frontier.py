@@ -12,6 +12,10 @@ the points (ID accuracy, OOD accuracy) of theta_alpha = (1 - alpha) theta_zs + a
 * Outside the path's ID range, F is undefined: ``frontier_ood`` returns NaN with position "below" / "above"
   (default), or, with ``extrapolate=True``, the straight line through the two extreme points on that side
   (the lowest-ID / highest-ID vertex and its neighbour in ID order), flagged "extrapolated-below/above".
+  CHOICE, for a path that folds back near alpha = 1 (the highest-ID point is not the last): above the range
+  the extension is max(that line, the highest OOD on the path), so a falling end segment cannot make a run
+  look robust for OOD accuracy WiSE-FT already reached; below it a falling segment is held flat at the
+  lowest-ID point's OOD. It is an estimate either way, reported beside ER, never as ER.
 * Effective robustness (Taori et al. 2020) of a run at (id, ood): ER = ood - F(id), in the same unit as the
   inputs (fractions here; x100 for points).
 * Accuracy on the line (Miller et al. 2021): per OOD set, the Pearson correlation over runs of the
@@ -74,7 +78,11 @@ def frontier_ood(rows: Iterable[Mapping], id_acc: float, extrapolate: bool = Fal
     (_, x0, y0), (_, x1, y1) = (ids[0], ids[1]) if side == "below" else (ids[-2], ids[-1])
     if x1 == x0:
         return FrontierValue(math.nan, side)
-    return FrontierValue(y0 + (y1 - y0) * (id_acc - x0) / (x1 - x0), f"extrapolated-{side}")
+    line = y0 + (y1 - y0) * (id_acc - x0) / (x1 - x0)
+    if side == "above":     # never below the best OOD the path reached (a fold must not credit a run)
+        return FrontierValue(max(line, max(p[2] for p in pts)), "extrapolated-above")
+    # below: a falling end segment (a fold) would raise the frontier as ID drops; hold it flat instead
+    return FrontierValue(line if y1 >= y0 else y0, "extrapolated-below")
 
 
 def effective_robustness(rows: Iterable[Mapping], id_acc: float, ood_acc: float,
