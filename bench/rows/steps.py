@@ -166,7 +166,9 @@ def _grid_point(batch: int, model: list[str], label: str, rounds: int, device: s
 
 
 def tracer_grid(quick: bool, device: str) -> list[Row]:
-    rounds = 2 if quick else 4
+    # 10 interleaved rounds: with 4 the median of one cell swung 1.30 -> 1.49 between two quiet runs (min-max
+    # 1.21-1.61), so which cell "missed" moved from run to run; 10 rounds add ~50 s to the suite
+    rounds = 2 if quick else 10
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-wide-") as tmp:
         wide = ["model.name=" + _register_wide(Path(tmp)), "model.pretrained=none"]
