@@ -17,7 +17,7 @@ pd = lazy("pandas")
 
 from tracer_core.metrics.bands import CENTERS, SPREADS, band_lines, band_stats, interpolate_to_grid
 
-from .series_rows import fetch_rows
+from .series_rows import fetch_rows, request_params
 
 COLUMNS = ["group", "step", "center", "lo", "hi", "n", "mean", "median", "std", "sem", "ci_lo", "ci_hi",
            "min", "max"]
@@ -26,7 +26,7 @@ COLUMNS = ["group", "step", "center", "lo", "hi", "n", "mean", "median", "std", 
 def _full_series(cur, runs: list[str], name: str, context: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """run_id -> (steps, values) of its full series, in step order; a step logged twice: the later row wins.
     One scan as numpy columns (store/series_rows.py), no SQL ORDER BY of the rows."""
-    r = fetch_rows(cur, {"runs": runs, "names": [name], "contexts": [context], "lo": None, "hi": None})
+    r = fetch_rows(cur, request_params(runs, [name], [context], None))
     out = {}
     for k, (rid, _, _) in enumerate(r.keys):
         s, v = r.step[r.starts[k]:r.starts[k + 1]], r.value[r.starts[k]:r.starts[k + 1]]

@@ -87,7 +87,7 @@ def load(cur, root: Path, manifests: Mapping[str, dict]) -> int:
         files = [str(root / rid / f"{spec.table}.parquet") for rid, m in manifests.items()
                  if spec.table in m.get("tables", {})]
         if files:
-            cols = ", ".join(["run_id"] + [f'"{c}"' for c, _ in spec.columns])   # from the schema
+            cols = ", ".join(schema.row_columns(spec))                         # from the schema
             cur.execute(f"INSERT INTO {spec.table} SELECT {cols} FROM read_parquet(?::VARCHAR[])", [files])
             rows += sum(m["tables"][spec.table] for m in manifests.values() if spec.table in m.get("tables", {}))
     return rows
@@ -103,7 +103,7 @@ def view_sql(spec: schema.TableSpec, root: Path, run_ids: list[str]) -> str:
     every file's footer, ~100-200 ms). Paths are built from validated run ids and quoted as literals; no hive
     partitioning (a data dir such as ``/data/exp=1`` must not add columns).
     """
-    cols = ", ".join(f'"{c}"' for c, _ in spec.columns)         # from the schema, not from users
+    cols = ", ".join(schema.row_columns(spec)[1:])               # from the schema, not from users
     sql = f"CREATE OR REPLACE VIEW {spec.table} AS SELECT run_id, {cols} FROM {schema.live_table(spec)}"
     if run_ids:
         files = ", ".join(_sql_str((root / rid / f"{spec.table}.parquet").as_posix()) for rid in run_ids)
@@ -148,7 +148,7 @@ class ParquetViews:
             files = [str(self.root / r / f"{spec.table}.parquet") for r, m in manifests.items()
                      if spec.table in m.get("tables", {})]
             if spec.table in self.LOADED and files:
-                cols = ", ".join(["run_id"] + [f'"{c}"' for c, _ in spec.columns])   # from the schema
+                cols = ", ".join(schema.row_columns(spec))                     # from the schema
                 cur.execute(f"INSERT INTO {schema.live_table(spec)} SELECT {cols} FROM read_parquet(?::VARCHAR[])",
                             [files])
 

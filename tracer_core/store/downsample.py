@@ -250,6 +250,7 @@ WITH g AS (SELECT unnest($runs::VARCHAR[]) AS run_id, unnest($groups::VARCHAR[])
 SELECT g."group", s.step, avg(s.value) AS mean, stddev_samp(s.value) AS std, min(s.value) AS lo,
        max(s.value) AS hi, count(*) AS n
 FROM series s JOIN g USING (run_id) WHERE s.name = $name AND s.context = $context
+  AND ($keys::BIGINT[] IS NULL OR list_contains($keys::BIGINT[], s.run_key))
 GROUP BY ALL ORDER BY 1, 2
 """
 
@@ -265,7 +266,8 @@ def seed_band(cur, groups: Mapping[str, Sequence[str]], name: str, context: str 
         raise ValueError(f"max_points must be >= 6 for a band, got {max_points}")
     runs = [r for rs in groups.values() for r in rs]
     grp = [g for g, rs in groups.items() for _ in rs]
-    df = cur.execute(_BAND, {"runs": runs, "groups": grp, "name": name, "context": context}).df()
+    keys = request_params(runs, None, None, None)["keys"]          # the redundant integer run filter
+    df = cur.execute(_BAND, {"runs": runs, "groups": grp, "name": name, "context": context, "keys": keys}).df()
     if max_points is None or df.empty:
         return df
     return df.groupby("group", group_keys=False, sort=False)[df.columns.tolist()].apply(

@@ -19,7 +19,9 @@ def export_tables(cur, run_ids: list[str], fmt: str, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for table in ["runs"] + [t.table for t in schema.TABLES]:   # table names from the schema, not users
-        data = cur.sql(f"SELECT * FROM {table} WHERE list_contains(?::VARCHAR[], run_id) ORDER BY ALL",
+        keyed = table in schema.TABLE_BY_NAME and schema.TABLE_BY_NAME[table].keyed
+        cols = "* EXCLUDE (run_key)" if keyed else "*"           # run_key is the store's, not the user's
+        data = cur.sql(f"SELECT {cols} FROM {table} WHERE list_contains(?::VARCHAR[], run_id) ORDER BY ALL",
                        params=[run_ids]).to_arrow_table()
         if data.num_rows == 0 and table not in ALWAYS:
             continue

@@ -297,10 +297,11 @@ class Indexer:
     def _insert(self, cur, spec: schema.TableSpec, run_id: str, table: pa.Table) -> int:
         cols = ", ".join(f'"{c}"' for c, _ in spec.columns)            # from the schema, not from users
         need = " AND ".join(f'"{c}" IS NOT NULL' for c in spec.required)
+        key, params = (", ?::BIGINT", [run_id, schema.run_key(run_id)]) if spec.keyed else ("", [run_id])
         cur.register("_ingest", table)
         try:
-            n = cur.execute(f"INSERT INTO {self.rows_table(spec)} SELECT ?, {cols} FROM _ingest WHERE {need}",
-                            [run_id]).fetchone()[0]
+            n = cur.execute(f"INSERT INTO {self.rows_table(spec)} SELECT ?, {cols}{key} FROM _ingest WHERE {need}",
+                            params).fetchone()[0]
         finally:
             cur.unregister("_ingest")
         return int(n)
