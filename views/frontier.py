@@ -50,7 +50,7 @@ end = c[0].selectbox("Fine-tuned endpoint (α = 1)", list(ends), format_func=end
                      index=list(ends).index(ft_ends[0]) if ft_ends and ft_ends[0] in ends else 0,
                      help="A run with a checkpoint; θ_α = (1 − α)·θ_zero-shot + α·θ_endpoint")
 n_alphas = int(c[1].number_input("α values", 3, 21, 6, key="fr_alphas", help="Evenly spaced from 0 to 1"))
-n_own = min(2000, api.endpoint_eval_samples(svc, end)) if end is not None else 200
+n_own = min(2000, api.endpoint_eval_samples(ck.set_index("run_id").at[end, "config"])) if end is not None else 200
 n_img = int(c[2].number_input("Images per set", 16, 2000, n_own, step=16, key=f"fr_n_{end}",
                               help="Default: the endpoint's own evaluation size, so α = 1 is its stored point"))
 

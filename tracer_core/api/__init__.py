@@ -46,8 +46,8 @@ from .robustness import robustness_table, wise_curve_frame
 from .runs import (GROUP_KEYS, PAGE_SORTS, RESULT_DIRECTIONS, THROUGHPUT, cancel_run, config_diff, delete_run,
                    export_zip, group_metrics, jobs_table, page_caption, rename_run, runs_facets, runs_groups,
                    runs_page, runs_table, set_tags, summary_table)
-from .frontier import (OOD_MEAN, endpoint_eval_samples, er_display, er_tables, known_wise, line_frontier, line_table, ood_choices, plane_points,
-                       remember_wise, zero_shot_point)
+from .frontier import (OOD_MEAN, endpoint_eval_samples, er_display, er_tables, known_wise, line_frontier,
+                       line_table, ood_choices, plane_points, remember_wise, zero_shot_point)
 from .outcome import demo_outcome
 from .tuning import GRID_FILE, best_trials, grid_trials, trials_frame, tuning_grid, tuning_sweep_configs
 
@@ -67,7 +67,8 @@ __all__ = [
     "reliability_frame", "rename_run", "robustness_table", "run_choices", "run_config", "run_labels",
     "runs_table", "see_runs", "series_options", "set_tags", "similarity_frame", "start_demo", "strategy", "submit_runs",
     "summary_table", "sweep_configs", "teacher_label", "wise_curve_frame",
-    "OOD_MEAN", "endpoint_eval_samples", "er_display", "er_tables", "known_wise", "line_frontier", "line_table", "ood_choices", "plane_points",
+    "OOD_MEAN", "endpoint_eval_samples", "er_display", "er_tables", "known_wise", "line_frontier", "line_table",
+    "ood_choices", "plane_points",
     "remember_wise", "zero_shot_point", "demo_outcome", "GRID_FILE", "best_trials", "grid_trials", "trials_frame",
     "tuning_grid", "tuning_sweep_configs", "OpenedCheckpoint", "open_checkpoint",
 ]

@@ -16,7 +16,8 @@ from typing import Mapping, Sequence
 pd = lazy("pandas")
 
 from tracer_core.metrics.outcome import outcome_sentence
-from tracer_core.metrics.robustness_frontier import accuracy_on_line, effective_robustness_table, seed_stats
+from tracer_core.metrics.robustness_frontier import (accuracy_on_line, effective_robustness,
+                                                     effective_robustness_table, seed_stats)
 
 from .common import METHOD_LABELS, Services, id_set, run_config, runs_frame
 
@@ -111,9 +112,9 @@ def er_tables(points: pd.DataFrame, curve: pd.DataFrame) -> tuple[pd.DataFrame, 
     pts = points[["run_id", "label", "strategy", "group", "group_label", "id", "ood"]].to_dict("records")
     per = pd.DataFrame(effective_robustness_table(pts, rows))
     # Outside the frontier's ID range ER is undefined; the end segment extended gives an estimate (the
-    # tuning bench's "ER, end segment extended" column), shown beside ER, never in place of it.
-    ext = effective_robustness_table(pts, rows, extrapolate=True)
-    per["er_extended"] = [r["effective_robustness"] for r in ext]
+    # tuning bench's "ER, end segment extended" column), shown beside ER, never in place of it (NaN inside).
+    per["er_extended"] = [math.nan if s != "n/a" else effective_robustness(rows, i, o, True)["effective_robustness"]
+                          for s, i, o in zip(per["sign"], per["id"], per["ood"])]
     lo, hi = curve["id_accuracy"].min(), curve["id_accuracy"].max()
     per["why"] = [("" if s != "n/a" else f"{pos} its ID range {100 * lo:.1f}–{100 * hi:.1f} %")
                   for s, pos in zip(per["sign"], per["position"])]
@@ -128,12 +129,11 @@ def er_tables(points: pd.DataFrame, curve: pd.DataFrame) -> tuple[pd.DataFrame, 
     return per, pd.DataFrame(grp)
 
 
-def endpoint_eval_samples(services: Services, run_id: str) -> int:
-    """Images per set the run's own evaluations used (data.max_eval_samples; 1000 when unset). A WiSE-FT curve
-    on that many images re-evaluates the same prefix, so its α = 1 point is the endpoint's stored point (on
-    another size the endpoint would sit off its own frontier)."""
-    runs = runs_frame(services, [run_id])
-    data = run_config(runs["config"].iloc[0]).get("data", {}) if not runs.empty else {}
+def endpoint_eval_samples(config_json: str | None) -> int:
+    """Images per set a run's own evaluations used (data.max_eval_samples of its stored config; 1000 when
+    unset). A WiSE-FT curve on that many images re-evaluates the same prefix, so its α = 1 point is the
+    endpoint's stored point (on another size the endpoint would sit off its own frontier)."""
+    data = run_config(config_json).get("data", {})
     return int((data.get("max_eval_samples") if isinstance(data, dict) else None) or 1000)
 
 
@@ -143,8 +143,7 @@ def er_display(per: pd.DataFrame, minus_sign: bool = False) -> pd.DataFrame:
         "run": per["label"], "strategy": per["strategy"], "ID %": 100 * per["id"], "OOD %": 100 * per["ood"],
         "frontier OOD %": 100 * per["frontier_ood"], "ER (points)": 100 * per["effective_robustness"],
         "sign": per["sign"].replace({"-": "−"}) if minus_sign else per["sign"], "why n/a": per["why"],
-        "ER extended": [float("nan") if s != "n/a" else 100 * e
-                                                for s, e in zip(per["sign"], per["er_extended"])]})
+        "ER extended": 100 * per["er_extended"]})
 
 
 def line_table(services: Services, space: str = "probit") -> pd.DataFrame:

@@ -53,6 +53,6 @@ def demo_outcome(services: Services) -> str | None:
     ext = dict(zip(per["run_id"], per["er_extended"])) if has else {}
     kl = services.store.summaries(list(ids.values()), ["teacher_student_kl"], ["combined"])
     auc = dict(zip(kl["run_id"], kl["auc_normalized"])) if not kl.empty else {}
-    summary = {k: {"id": float(pts.at[i, "id"]), "ood": float(pts.at[i, "ood"]), "er": er.get(i, math.nan), "er_ext": ext.get(i),
-                   "kl_auc": auc.get(i)} for k, i in ids.items()}
+    summary = {k: {"id": float(pts.at[i, "id"]), "ood": float(pts.at[i, "ood"]), "er": er.get(i, math.nan),
+                   "er_ext": ext.get(i), "kl_auc": auc.get(i)} for k, i in ids.items()}
     return outcome_sentence(summary, labels=DEMO_LABELS, frontier_label=label)

@@ -36,6 +36,11 @@ def _gap_clause(summary: Mapping[str, Mapping], focus: str, gap_ref: str | None,
     return f"{word} (KL AUC {ratio:.1f}x {name(gap_ref)}'s); "
 
 
+def _rel(d: float) -> str:
+    """The comparison word for a difference ``d`` in points (|d| < 0.05 is level)."""
+    return "level with" if abs(d) < 0.05 else ("above" if d > 0 else "below")
+
+
 def _er_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[str], name, frontier: str,
                subject: str) -> str:
     er = summary[focus].get("er")
@@ -44,9 +49,7 @@ def _er_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[str], 
     parts = []
     for r in refs:
         if r in summary and r != focus and _finite(summary[r].get("er")):
-            d = 100 * (er - summary[r]["er"])
-            rel = "level with" if abs(d) < 0.05 else ("above" if d > 0 else "below")
-            parts.append(f"{rel} {name(r)}'s {_pts(summary[r]['er'])}")
+            parts.append(f"{_rel(100 * (er - summary[r]['er']))} {name(r)}'s {_pts(summary[r]['er'])}")
     tail = f", {' and '.join(parts)}" if parts else ""
     return (f"{subject} effective robustness against {frontier} was {_pts(er)} points"
             f" (ID {100 * summary[focus]['id']:.1f} %, OOD mean {100 * summary[focus]['ood']:.1f} %){tail}")
@@ -64,9 +67,8 @@ def _outside_clause(summary: Mapping[str, Mapping], focus: str, refs: Sequence[s
     parts = []
     for r in refs:
         if r in summary and r != focus:
-            d = 100 * (f["ood"] - summary[r]["ood"])
-            rel = "level with" if abs(d) < 0.05 else ("above" if d > 0 else "below")
-            parts.append(f"{rel} {name(r)}'s {100 * summary[r]['ood']:.1f} % (ID {100 * summary[r]['id']:.1f} %)")
+            o, i = 100 * summary[r]["ood"], 100 * summary[r]["id"]
+            parts.append(f"{_rel(100 * f['ood'] - o)} {name(r)}'s {o:.1f} % (ID {i:.1f} %)")
     if parts:
         text += f"; its OOD mean {100 * f['ood']:.1f} % is {' and '.join(parts)}"
     return text

@@ -29,7 +29,7 @@ from tracer_core.lazy import lazy
 
 from typing import Any, Mapping, Sequence
 
-from .series_rows import (_FILTER, _HASH, _KEYS_AT, KEYS, Rows, as_list, fetch_rows, key_order, request_params,
+from .series_rows import (_FILTER, _HASH, _KEYS_AT, KEYS, Rows, as_list, fetch_rows, key_order, request_params, run_keys,
                           segment_of, subset)
 
 np = lazy("numpy")
@@ -266,8 +266,8 @@ def seed_band(cur, groups: Mapping[str, Sequence[str]], name: str, context: str 
         raise ValueError(f"max_points must be >= 6 for a band, got {max_points}")
     runs = [r for rs in groups.values() for r in rs]
     grp = [g for g, rs in groups.items() for _ in rs]
-    keys = request_params(runs, None, None, None)["keys"]          # the redundant integer run filter
-    df = cur.execute(_BAND, {"runs": runs, "groups": grp, "name": name, "context": context, "keys": keys}).df()
+    df = cur.execute(_BAND, {"runs": runs, "groups": grp, "name": name, "context": context,
+                             "keys": run_keys(runs)}).df()
     if max_points is None or df.empty:
         return df
     return df.groupby("group", group_keys=False, sort=False)[df.columns.tolist()].apply(

@@ -62,14 +62,18 @@ def as_list(x: Any) -> list | None:
     return list(x)
 
 
+def run_keys(runs: list) -> list[int] | None:
+    """The runs' run_key (schema.run_key): a second, redundant run filter whose exact integer zone maps skip
+    other runs' row groups; None (no such filter) when a run id has none."""
+    keys = [run_key(str(r)) for r in runs]
+    return None if None in keys else keys
+
+
 def request_params(run_ids, names, contexts, step_range) -> dict[str, Any]:
-    """The filter's parameters. ``keys``: the runs' run_key (schema.run_key), a second, redundant run filter
-    whose exact integer zone maps skip other runs' row groups; None (no such filter) when a run id has none."""
     lo, hi = step_range if step_range is not None else (None, None)
     runs = as_list(run_ids) or []
-    keys = [run_key(str(r)) for r in runs]
-    return {"runs": runs, "keys": None if None in keys else keys, "names": as_list(names),
-            "contexts": as_list(contexts), "lo": lo, "hi": hi}
+    return {"runs": runs, "keys": run_keys(runs), "names": as_list(names), "contexts": as_list(contexts),
+            "lo": lo, "hi": hi}
 
 
 def key_order(k: tuple) -> tuple:
