@@ -147,6 +147,9 @@ def test_home_sentence_follows_the_stored_results(tmp_path, app_for):
     at = _open(app_for, tmp_path, "views/home.py")
     first = [m.value for m in at.markdown if "effective robustness" in m.value]
     assert first and "+3.5 points" in first[0] and "zero-shot–FT line" in first[0]
+    # "newest" is the run id order (YYYYMMDD-HHMMSS-random): a run made in the same second as the first WMA run
+    # would be newer or older at random (this failed once in a fresh clone), so let the clock move on first
+    time.sleep(1.1)
     fake_run(tmp_path, "tracer", {10: (0.70, 0.52, 0.48)}, tags=["demo"], kl=[1.0, 0.8, 0.7])   # newer WMA run
     at = _open(app_for, tmp_path, "views/home.py")
     second = [m.value for m in at.markdown if "effective robustness" in m.value]
