@@ -77,6 +77,9 @@ class Indexer:
         self._stamps: dict[str, tuple] = {}
         self._listing: tuple[int, set[str]] | None = None
         self._pending: dict[str, RunFolder] = {}     # runs rows to upsert at the end of this refresh
+        # the runs row last written per run: a live or queued run is re-read on every refresh, and rewriting an
+        # unchanged row is a delete + insert that DuckDB holds in memory until its next checkpoint
+        self._written: dict[str, list] = {}
         self._to_seal: list[str] = []
 
     def rows_table(self, spec: schema.TableSpec) -> str:
@@ -94,6 +97,7 @@ class Indexer:
         # a store that starts empty has nothing to catch up on; a kept one resumes where it stopped
         self._journal_at = size if not self._known else min(int(row[0]) if row else 0, size)
         self._stamps.clear()
+        self._written.clear()
         self._listing = None
         if self.views:
             self.views.reset(cur)
@@ -307,25 +311,31 @@ class Indexer:
         return int(n)
 
     def upsert_runs(self, cur, rfs: list[RunFolder]) -> None:
-        """Many runs rows in one statement; a batch with a row DuckDB or Arrow refuses goes row by row."""
-        if not rfs:
-            return
-        rows = []
+        """Many runs rows in one statement (rows equal to the last ones written are skipped); a batch with a
+        row DuckDB or Arrow refuses goes row by row."""
+        rows = {}
         for rf in rfs:
             try:
-                rows.append(runs_row(rf))
+                row = runs_row(rf)
             except (TypeError, ValueError, AttributeError) as e:   # malformed but parseable files
                 rf.problem = f"unreadable run folder ({type(e).__name__}: {e})"
-                rows.append(runs_row(rf))
+                row = runs_row(rf)
+            if self._written.get(rf.run_id) != row:
+                rows[rf.run_id] = row
+        if not rows:
+            return
         try:
-            table = pa.Table.from_pylist([dict(zip(runs_arrow().names, r)) for r in rows], schema=runs_arrow())
+            table = pa.Table.from_pylist([dict(zip(runs_arrow().names, r)) for r in rows.values()],
+                                         schema=runs_arrow())
             cur.register("_runs_batch", table)
             try:
                 cur.execute("INSERT OR REPLACE INTO runs SELECT * FROM _runs_batch")
             finally:
                 cur.unregister("_runs_batch")
+            self._written.update(rows)
         except (pa.ArrowException, *self._db_errors):
             for rf in rfs:
+                self._written.pop(rf.run_id, None)
                 self.upsert_run(cur, rf)
                 if rf.problem and rf.run_id in self._stamps:
                     self._stamps[rf.run_id] = (*self._stamps[rf.run_id][:2], rf.problem)
@@ -349,6 +359,7 @@ class Indexer:
         for table in ["runs", "ingest_offsets", "sealed"] + [self.rows_table(t) for t in schema.TABLES]:
             cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         self._stamps.pop(run_id, None)
+        self._written.pop(run_id, None)
         self._known.discard(run_id)
         self._sealed.discard(run_id)
         self._offsets = {k: v for k, v in self._offsets.items() if k[0] != run_id}
