@@ -14,6 +14,10 @@ The demo is made long enough to train through the soak (``--steps``, applied thr
 ``TRACER_DEMO_OVERRIDES``): a finished demo stops the auto-refresh and would soak nothing.
 
     python bench/soak_live.py --minutes 10 [--steps 3000] [--out bench/soak_live.json]
+        [--trace bench/soak_trace.jsonl] [--env MALLOC_ARENA_MAX=2 ...]
+
+``--trace`` runs the server under bench/traced_server.py (tracemalloc, glibc and DuckDB memory, once a minute
+from the "start" sample); ``--env`` adds to the server's environment (allocator experiments).
 """
 from __future__ import annotations
 
@@ -86,25 +90,55 @@ def sample(t0: float, server: int, page, cdp, label: str) -> dict:
     return row
 
 
-def soak(minutes: float, steps: int, data_dir: Path) -> list[dict]:
-    from playwright.sync_api import expect, sync_playwright
-
+def start_server(data_dir: Path, steps: int, trace: Path | None, extra_env: dict):
+    """``streamlit run app.py`` on ``data_dir`` (under bench/traced_server.py with ``trace``), once healthy:
+    ``(process, url, its log file)``."""
     port = free_port()
-    env = {**os.environ, "TRACER_DATA_DIR": str(data_dir),
+    env = {**os.environ, "TRACER_DATA_DIR": str(data_dir), **extra_env,
            "TRACER_DEMO_OVERRIDES": json.dumps([f"train.steps={steps}", "train.threads=1"])}
+    launcher = ["-m", "streamlit"]
+    if trace is not None:       # the same server with a memory tracer inside (bench/traced_server.py)
+        trace.unlink(missing_ok=True)
+        trace.with_name(trace.name + ".start").unlink(missing_ok=True)
+        launcher, env["SOAK_TRACE_OUT"] = [str(ROOT / "bench" / "traced_server.py")], str(trace)
     log = open(data_dir / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
+    server = subprocess.Popen([sys.executable, *launcher, "run", "app.py", "--server.headless=true",
                                f"--server.port={port}", "--server.address=127.0.0.1",
                                "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url, rows = f"http://127.0.0.1:{port}", []
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    return server, url, log
+
+
+def stop_server(server: subprocess.Popen, log, data_dir: Path) -> None:
+    server.send_signal(signal.SIGTERM)
     try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+    for status in (data_dir / "runs").glob("*/status.json"):   # workers stop with the server; make sure
+        try:
+            pid = int(json.loads(status.read_text()).get("pid") or 0)
+            if pid and pid != os.getpid():
+                os.kill(pid, signal.SIGTERM)
+        except (ValueError, OSError):
+            pass
+
+
+def soak(minutes: float, steps: int, data_dir: Path, trace: Path | None = None, extra_env: dict | None = None
+         ) -> list[dict]:
+    from playwright.sync_api import expect, sync_playwright
+
+    server, url, log = start_server(data_dir, steps, trace, extra_env or {})
+    rows = []
+    try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             page = browser.new_context(viewport={"width": 1400, "height": 2200}).new_page()
@@ -115,9 +149,11 @@ def soak(minutes: float, steps: int, data_dir: Path) -> list[dict]:
             expect(demo).to_be_visible(timeout=60_000)
             demo.click()
             expect(page.get_by_text("Live: refreshing every").first).to_be_visible(timeout=120_000)
-            page.wait_for_function(f"Object.entries(({POINTS_JS})()).some(([t, n]) => t.includes('KL(teacher') && n > 0)",
-                                   timeout=180_000)     # "start" = the first KL points drawn
+            drawn = f"Object.entries(({POINTS_JS})()).some(([t, n]) => t.includes('KL(teacher') && n > 0)"
+            page.wait_for_function(drawn, timeout=180_000)     # "start" = the first KL points drawn
             t0 = time.monotonic()
+            if trace is not None:
+                trace.with_name(trace.name + ".start").touch()      # the tracer's first line and diff baseline
             rows.append(sample(t0, server.pid, page, cdp, "start"))
             for minute in range(1, int(minutes) + 1):
                 time.sleep(max(0.0, t0 + 60 * minute - time.monotonic()))
@@ -125,19 +161,9 @@ def soak(minutes: float, steps: int, data_dir: Path) -> list[dict]:
             rows[-1]["live_at_end"] = page.get_by_text("Live: refreshing every").count() > 0
             browser.close()
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        for status in (data_dir / "runs").glob("*/status.json"):   # workers stop with the server; make sure
-            try:
-                pid = int(json.loads(status.read_text()).get("pid") or 0)
-                if pid and pid != os.getpid():
-                    os.kill(pid, signal.SIGTERM)
-            except (ValueError, OSError):
-                pass
-        log.close()
+        stop_server(server, log, data_dir)
+        if trace is not None:
+            trace.with_name(trace.name + ".start").unlink(missing_ok=True)
     return rows
 
 
@@ -146,9 +172,12 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--steps", type=int, default=3000, help="demo run length, so the demo trains through the soak")
     ap.add_argument("--out", default=str(ROOT / "bench" / "soak_live.json"))
+    ap.add_argument("--trace", help="run the server under bench/traced_server.py, its JSON lines to this file")
+    ap.add_argument("--env", action="append", default=[], metavar="K=V", help="extra server environment")
     a = ap.parse_args()
+    extra = dict(kv.split("=", 1) for kv in a.env)
     with tempfile.TemporaryDirectory(prefix="tracer-soak-") as tmp:
-        rows = soak(a.minutes, a.steps, Path(tmp))
+        rows = soak(a.minutes, a.steps, Path(tmp), Path(a.trace).resolve() if a.trace else None, extra)
     Path(a.out).write_text(json.dumps(rows, indent=1))
     s, e = rows[0], rows[-1]
     print(f"server RSS {s['server_rss_mb']:.0f} -> {e['server_rss_mb']:.0f} MB; JS heap "
