@@ -16,16 +16,11 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.traced_server import LIBC  # noqa: E402
+from bench.traced_server import glibc_in_use_mb  # noqa: E402
 
 QUERIES = {"plain filter": "SELECT name FROM t WHERE step < 3",
            "DISTINCT": "SELECT DISTINCT name FROM t WHERE step < 3",
            "GROUP BY": "SELECT name, count(*) FROM t WHERE step < 3 GROUP BY name"}
-
-
-def in_use_mb() -> float:
-    mi = LIBC.mallinfo2()
-    return (mi.uordblks + mi.hblkhd) / 2**20
 
 
 def probe(kind: str, sql: str, n: int, threads: int | None) -> None:
@@ -35,16 +30,16 @@ def probe(kind: str, sql: str, n: int, threads: int | None) -> None:
     con.execute("CREATE TABLE t AS SELECT (i % 81)::VARCHAR AS name, i // 81 AS step FROM range(100000) r(i)")
     for _ in range(1000):
         con.execute(sql).fetchall()
-    before = in_use_mb()
+    before = glibc_in_use_mb()
     for _ in range(n):
         con.execute(sql).fetchall()
-    after = in_use_mb()
+    after = glibc_in_use_mb()
     con.close()
     del con
     gc.collect()
     print(f"DuckDB {duckdb.__version__}, {kind:12s}, threads {threads or 'default'}: "
           f"{(after - before) * 1024 / n:+.2f} KB/query over {n:,} queries; in use {after:.1f} MB, "
-          f"{in_use_mb():.1f} MB after close", flush=True)
+          f"{glibc_in_use_mb():.1f} MB after close", flush=True)
 
 
 def main() -> None:

@@ -18,12 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import gen_lab_store as gen  # noqa: E402
-from bench.traced_server import LIBC, rss_mb  # noqa: E402
-
-
-def in_use_mb() -> float:
-    mi = LIBC.mallinfo2()
-    return (mi.uordblks + mi.hblkhd) / 2**20
+from bench.traced_server import glibc_in_use_mb, rss_mb  # noqa: E402
 
 
 def main() -> None:
@@ -42,12 +37,13 @@ def main() -> None:
     for i in range(n + 1):
         at.run()
         if i % max(1, n // 5) == 0:
-            print(f"page run {i}: glibc in use {in_use_mb():.1f} MB, rss {rss_mb():.1f} MB", flush=True)
+            print(f"page run {i}: glibc in use {glibc_in_use_mb():.1f} MB, rss {rss_mb():.1f} MB", flush=True)
     print(f"{len(at.get('plotly_chart'))} charts, {len(at.exception)} exceptions")
-    before = in_use_mb()
+    before = glibc_in_use_mb()
     st.cache_resource.clear()                   # closes the store (its DuckDB connection) and the job runner
     gc.collect()
-    print(f"after closing the store: glibc in use {in_use_mb():.1f} MB (was {before:.1f}), rss {rss_mb():.1f} MB")
+    print(f"after closing the store: glibc in use {glibc_in_use_mb():.1f} MB (was {before:.1f}), "
+          f"rss {rss_mb():.1f} MB")
 
 
 if __name__ == "__main__":

@@ -23,13 +23,9 @@ from tracer_core.config import RunConfig  # noqa: E402
 from tracer_core.metrics.smoothing import Smoothing  # noqa: E402
 from tracer_core.store.runstore import RunStore  # noqa: E402
 from tracer_core.store.writer import RunWriter  # noqa: E402
-from bench.traced_server import LIBC  # noqa: E402
+from bench.traced_server import LIBC, glibc_in_use_mb, rss_mb  # noqa: E402
 
 NAMES = [(f"stat_{i}", c) for i in range(27) for c in ("img", "text", "combined")]
-
-
-def rss_mb() -> float:
-    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
 
 
 def parts(store: RunStore) -> str:
@@ -38,7 +34,7 @@ def parts(store: RunStore) -> str:
     with store._con.cursor() as cur:    # closed: an unconsumed result on the store's connection would keep a
         #                                 transaction open, and DuckDB never checkpoints while one is
         duck = cur.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
-    return (f"rss {rss_mb():.1f} MB, glibc in use {(mi.uordblks + mi.hblkhd) / 2**20:.1f}, free kept "
+    return (f"rss {rss_mb():.1f} MB, glibc in use {glibc_in_use_mb():.1f}, free kept "
             f"{mi.fordblks / 2**20:.1f}, duckdb {duck / 2**20:.1f}")
 
 

@@ -51,6 +51,12 @@ LIBC.fclose.argtypes = [ctypes.c_void_p]
 LIBC.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
 
 
+def glibc_in_use_mb() -> float:
+    """glibc malloc's bytes in use (heap chunks and mmap'd ones), summed over its arenas (mallinfo2)."""
+    mi = LIBC.mallinfo2()
+    return (mi.uordblks + mi.hblkhd) / 2**20
+
+
 def malloc_arenas() -> int:
     """How many arenas glibc's heap has (``<heap nr=...>`` entries of malloc_info)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +128,7 @@ def line(first: tracemalloc.Snapshot | None, snap: tracemalloc.Snapshot | None, 
     row = {"t_s": round(time.monotonic() - t0, 1), "rss_mb": rss_mb(), "rss_anon_mb": rss_mb("RssAnon"),
            "rss_file_mb": rss_mb("RssFile"), "py_traced_mb": cur / 2**20,
            "py_traced_peak_mb": peak / 2**20, "tracemalloc_overhead_mb": tracemalloc.get_tracemalloc_memory() / 2**20,
-           "glibc_in_use_mb": (mi.uordblks + mi.hblkhd) / 2**20, "glibc_free_kept_mb": mi.fordblks / 2**20,
+           "glibc_in_use_mb": glibc_in_use_mb(), "glibc_free_kept_mb": mi.fordblks / 2**20,
            "glibc_arenas": malloc_arenas(),
            "threads": threading.active_count(), "gc_objects": len(gc.get_objects()), **pymalloc_side(), **arrow_side()}
     try:

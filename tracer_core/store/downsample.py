@@ -29,8 +29,8 @@ from tracer_core.lazy import lazy
 
 from typing import Any, Mapping, Sequence
 
-from .series_rows import (_FILTER, _HASH, _KEYS_AT, KEYS, Rows, as_list, fetch_rows, key_order, request_params, run_keys,
-                          segment_of, subset)
+from .series_rows import (_FILTER, _HASH, KEYS, Rows, as_list, fetch_rows, key_order, keys_at, request_params,
+                          run_keys, segment_of, subset)
 
 np = lazy("numpy")
 pd = lazy("pandas")
@@ -155,12 +155,7 @@ def _keys_of(cur, params: dict, code, uniq, s_first) -> list | None:
     """The key strings of each hash in ``uniq``, read at each series' first step; None on a collision."""
     first = np.full(len(uniq), np.inf)
     np.minimum.at(first, code, s_first)
-    found: dict[int, set] = {}
-    for h, *key in cur.execute(_KEYS_AT, {**params, "at": np.unique(first).astype(np.int64).tolist()}).fetchall():
-        found.setdefault(h, set()).add(tuple(key))
-    if any(len(found.get(int(h), ())) != 1 for h in uniq):
-        return None
-    return [next(iter(found[int(h)])) for h in uniq]
+    return keys_at(cur, params, first, uniq)
 
 
 def _keyed_frame(keys: list, seg, step, value, wall_time=None) -> pd.DataFrame:

@@ -82,6 +82,18 @@ def key_order(k: tuple) -> tuple:
     return k[0], k[1], k[2] is None, k[2] or ""        # the SQL ORDER BY: NULL context last
 
 
+def keys_at(cur, params: dict, steps, uniq) -> list | None:
+    """The key strings (run_id, name, context) of each hash in ``uniq``, read from the rows at ``steps`` (a step
+    where each of those series has a row); None when a hash has no key or more than one (a collision)."""
+    found: dict[int, set] = {}
+    at = np.unique(np.asarray(steps)).astype(np.int64).tolist()
+    for h, *key in cur.execute(_KEYS_AT, {**params, "at": at}).fetchall():
+        found.setdefault(h, set()).add(tuple(key))          # a step logged twice: its repeats fold here
+    if any(len(found.get(int(h), ())) != 1 for h in uniq):
+        return None
+    return [next(iter(found[int(h)])) for h in uniq]
+
+
 def fetch_rows(cur, params: dict, *, wall_time: bool = False, exact: bool = False) -> Rows:
     """Every row of the filter as numpy columns grouped by series (module docstring, "How")."""
     wall = ", wall_time" if wall_time else ""
@@ -97,13 +109,9 @@ def fetch_rows(cur, params: dict, *, wall_time: bool = False, exact: bool = Fals
         keys = []
         if len(uniq):
             first = np.flatnonzero(np.diff(np.maximum.accumulate(code), prepend=-1))   # first row of each code
-            at = np.unique(t.column("step").to_numpy()[first]).tolist()
-            found: dict[int, set] = {}
-            for h, *key in cur.execute(_KEYS_AT, {**params, "at": at}).fetchall():
-                found.setdefault(h, set()).add(tuple(key))
-            if any(len(found.get(int(h), ())) != 1 for h in uniq):    # a hash collision, or rows deleted meanwhile
+            keys = keys_at(cur, params, t.column("step").to_numpy()[first], uniq)
+            if keys is None:                                   # a hash collision, or rows deleted meanwhile
                 return fetch_rows(cur, params, wall_time=wall_time, exact=True)
-            keys = [next(iter(found[int(h)])) for h in uniq]
             rank = sorted(range(len(keys)), key=lambda i: key_order(keys[i]))
             keys = [keys[i] for i in rank]
             code = np.argsort(np.asarray(rank)).astype(np.int64)[code]   # first-appearance code -> sorted code
